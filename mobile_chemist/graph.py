@@ -1,0 +1,53 @@
+"""The node graph of the simulated lab, described once.
+
+`launch/sim_campaign.launch.py` turns it into launch_ros Nodes (`ros2 launch` on a ROS
+install); `mobile_chemist.local_launch` runs the same executables with the same parameters
+as processes where `ros2 launch` is not available (pip-installed ROS 2 core).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO_NODES = Path(__file__).resolve().parent.parent / "nodes"
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    executable: str          # in nodes/ (source) or lib/mobile_chemist (ament install)
+    name: str
+    parameters: dict = field(default_factory=dict)
+
+
+def sim_lab_graph(*, lab_config: str = "", real_time_factor: float = 0.0,
+                  seed: int = 0) -> list[NodeSpec]:
+    """The simulated lab: its clock, every station, and the discrete-event robot."""
+    return [
+        NodeSpec("sim_clock", "sim_clock", {"real_time_factor": float(real_time_factor)}),
+        NodeSpec("station_server", "station_server",
+                 {"lab_config": lab_config, "seed": int(seed), "use_sim_time": True}),
+        NodeSpec("robot_sim", "robot_sim", {"lab_config": lab_config, "use_sim_time": True}),
+    ]
+
+
+def planner_node(*, database: str, lab_config: str = "", campaign_config: str = "",
+                 workflow_config: str = "", batches: int = 0) -> NodeSpec:
+    """The planner that runs the campaign over the lab's actions."""
+    return NodeSpec("planner", "planner", {
+        "database": database, "lab_config": lab_config, "campaign_config": campaign_config,
+        "workflow_config": workflow_config, "batches": int(batches), "use_sim_time": True})
+
+
+def executable_path(executable: str) -> Path:
+    """Find a node executable in this checkout's nodes/ or an ament install's lib/."""
+    candidate = REPO_NODES / executable
+    if candidate.exists():
+        return candidate
+    for prefix in os.environ.get("AMENT_PREFIX_PATH", "").split(os.pathsep):
+        candidate = Path(prefix) / "lib" / "mobile_chemist" / executable
+        if prefix and candidate.exists():
+            return candidate
+    raise FileNotFoundError(f"node executable {executable!r} not found in {REPO_NODES} "
+                            "or any AMENT_PREFIX_PATH lib/mobile_chemist")

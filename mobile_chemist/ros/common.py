@@ -1,0 +1,102 @@
+"""Conversions and helpers shared by the nodes."""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from typing import Mapping
+
+from builtin_interfaces.msg import Time
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+
+from mobile_chemist.msg import NamedValue
+
+#: Latched topics (campaign status, experiments): late joiners such as RViz get the last.
+LATCHED_QOS = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL,
+                         reliability=ReliabilityPolicy.RELIABLE)
+
+
+def to_named_values(values: Mapping[str, float]) -> list[NamedValue]:
+    return [NamedValue(name=str(k), value=float(v)) for k, v in values.items()]
+
+
+def from_named_values(values) -> dict[str, float]:
+    return {v.name: float(v.value) for v in values}
+
+
+def to_time_msg(seconds: float) -> Time:
+    sec = math.floor(seconds)
+    return Time(sec=int(sec), nanosec=int(round((seconds - sec) * 1e9)) % 1_000_000_000)
+
+
+def from_time_msg(msg: Time) -> float:
+    return msg.sec + msg.nanosec * 1e-9
+
+
+def now_s(node: Node) -> float:
+    return node.get_clock().now().nanoseconds * 1e-9
+
+
+def declare(node: Node, name: str, default, description: str):
+    """Declare a parameter with a description (shown by `ros2 param describe`)."""
+    from rcl_interfaces.msg import ParameterDescriptor
+
+    return node.declare_parameter(name, default, ParameterDescriptor(description=description)).value
+
+
+def uses_sim_time(node: Node) -> bool:
+    return bool(node.get_parameter("use_sim_time").value)
+
+
+class GraphSleeper:
+    """Sleep on the node's clock: simulated time via the sim_clock node, or wall time.
+
+    With use_sim_time, asks /sim_clock/schedule to advance the clock to the wake-up time
+    (when no such service exists, for example under Gazebo, it simply waits for /clock).
+    """
+
+    def __init__(self, node: Node):
+        self.node = node
+        self._schedule = None
+        if uses_sim_time(node):
+            from mobile_chemist.srv import ScheduleWakeup
+
+            self._schedule = node.create_client(ScheduleWakeup, "/sim_clock/schedule")
+            self._request_type = ScheduleWakeup.Request
+
+    def wait_for_time(self, timeout_s: float = 30.0) -> bool:
+        """Block until the clock has a time (sim time is 0 before the first /clock)."""
+        deadline = time.monotonic() + timeout_s
+        while now_s(self.node) <= 0.0:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.01)
+        return True
+
+    def sleep(self, seconds: float, canceled=lambda: False) -> bool:
+        """Sleep `seconds` of graph time; returns False if `canceled()` became true."""
+        if seconds <= 0:
+            return not canceled()
+        if self._schedule is None:
+            deadline = time.monotonic() + seconds
+            while time.monotonic() < deadline:
+                if canceled():
+                    return False
+                time.sleep(min(0.05, max(0.0, deadline - time.monotonic())))
+            return True
+        if not self.wait_for_time():
+            raise RuntimeError("no /clock received while use_sim_time is set")
+        wake = now_s(self.node) + seconds
+        if self._schedule.service_is_ready() or self._schedule.wait_for_service(timeout_sec=2.0):
+            done = threading.Event()
+            future = self._schedule.call_async(self._request_type(time=to_time_msg(wake)))
+            future.add_done_callback(lambda _: done.set())
+            done.wait(5.0)
+        while now_s(self.node) < wake - 1e-9:
+            if canceled():
+                return False
+            time.sleep(0.0005)
+        return True

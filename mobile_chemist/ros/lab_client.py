@@ -1,0 +1,129 @@
+"""LabClient: one small facade over the lab's actions, in the manner of Nav2's BasicNavigator.
+
+Every call sends one goal, waits for its result and returns a library `StepOutcome`; it is
+the planner's `Dispatcher`. The node that owns it must be spun by an executor in another
+thread (the calls block on futures that the executor completes).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Mapping, Sequence
+
+from action_msgs.msg import GoalStatus
+from rclpy.action import ActionClient
+from rclpy.callback_groups import ReentrantCallbackGroup
+from rclpy.node import Node
+
+from mobile_chemist.action import ExecuteOperation, NavigateToStation, TransferLabware
+from mobile_chemist.campaign import StepOutcome, VialOutcome
+from mobile_chemist.msg import VialParameters
+from mobile_chemist.ros.common import from_named_values, now_s, to_named_values
+
+
+class LabClient:
+    """Navigate, transfer and execute through the lab's action servers."""
+
+    def __init__(self, node: Node, server_timeout_s: float = 30.0):
+        self.node = node
+        self.server_timeout_s = server_timeout_s
+        self._group = ReentrantCallbackGroup()
+        self._navigate = ActionClient(node, NavigateToStation, "/robot/navigate_to_station",
+                                      callback_group=self._group)
+        self._transfer = ActionClient(node, TransferLabware, "/robot/transfer",
+                                      callback_group=self._group)
+        self._stations: dict[str, ActionClient] = {}
+        self.last_feedback = None
+
+    def now(self) -> float:
+        """Seconds on the graph's clock."""
+        return now_s(self.node)
+
+    def navigate(self, request_id: str, station: str, *, recover_only: bool = False) -> StepOutcome:
+        """Drive to `station` and dock there."""
+        goal = NavigateToStation.Goal(request_id=request_id, recover_only=recover_only,
+                                      station=station)
+        result, status = self._call(self._navigate, goal)
+        return self._outcome(result, status, NavigateToStation.Result.ERROR_UNKNOWN_REQUEST)
+
+    def transfer(self, request_id: str, object_type: str, object_id: str, source: str,
+                 target: str, *, recover_only: bool = False) -> StepOutcome:
+        """Pick `object_id` at `source` and place it at `target`."""
+        goal = TransferLabware.Goal(request_id=request_id, recover_only=recover_only,
+                                    object_type=object_type, object_id=object_id,
+                                    source=source, target=target)
+        result, status = self._call(self._transfer, goal)
+        return self._outcome(result, status, TransferLabware.Result.ERROR_UNKNOWN_REQUEST)
+
+    def execute(self, request_id: str, station: str, operation: str, rack_id: str,
+                vial_ids: Sequence[str], parameters: Mapping[str, float],
+                vial_parameters: Sequence[Mapping[str, float]], *,
+                recover_only: bool = False) -> StepOutcome:
+        """Execute `operation` at `station` on the given vials."""
+        if station not in self._stations:
+            self._stations[station] = ActionClient(
+                self.node, ExecuteOperation, f"/stations/{station}/execute",
+                callback_group=self._group)
+        goal = ExecuteOperation.Goal(
+            request_id=request_id, recover_only=recover_only, station=station,
+            operation=operation, rack_id=rack_id, vial_ids=list(vial_ids),
+            parameters=to_named_values(parameters),
+            vial_parameters=[VialParameters(vial_id=v, values=to_named_values(p))
+                             for v, p in zip(vial_ids, vial_parameters)])
+        result, status = self._call(self._stations[station], goal)
+        outcome = self._outcome(result, status, ExecuteOperation.Result.ERROR_UNKNOWN_REQUEST)
+        if result is not None:
+            outcome.vials = {v.vial_id: VialOutcome(v.success, v.error_code, v.message,
+                                                    from_named_values(v.measurements))
+                             for v in result.vials}
+        return outcome
+
+    # -- the one place that talks to action servers ------------------------------------
+    def _call(self, client: ActionClient, goal):
+        """Send `goal`, wait for the result; returns (result or None, GoalStatus)."""
+        if not client.wait_for_server(timeout_sec=self.server_timeout_s):
+            return None, f"no action server at {client._action_name} after {self.server_timeout_s} s"
+        done = threading.Event()
+        box = {}
+
+        def on_result(future):
+            box["response"] = future.result()
+            done.set()
+
+        def on_goal(future):
+            handle = future.result()
+            if not handle.accepted:
+                box["response"] = None
+                done.set()
+                return
+            handle.get_result_async().add_done_callback(on_result)
+
+        def on_feedback(msg):
+            self.last_feedback = msg.feedback
+
+        client.send_goal_async(goal, feedback_callback=on_feedback).add_done_callback(on_goal)
+        # Steps may take hours; only a server that has vanished from the graph ends the wait.
+        gone_since = None
+        while not done.wait(1.0):
+            if client.server_is_ready():
+                gone_since = None
+            elif gone_since is None:
+                gone_since = time.monotonic()
+            elif time.monotonic() - gone_since > self.server_timeout_s:
+                return None, f"action server {client._action_name} vanished during the goal"
+        response = box["response"]
+        if response is None:
+            return None, "goal rejected"
+        return response.result, response.status
+
+    @staticmethod
+    def _outcome(result, status, unknown_code: int) -> StepOutcome:
+        if result is None:
+            return StepOutcome(False, 0, str(status))
+        outcome = StepOutcome(bool(result.success) and status == GoalStatus.STATUS_SUCCEEDED,
+                              int(result.error_code), result.message)
+        outcome.unknown_request = result.error_code == unknown_code and unknown_code != 0
+        if status == GoalStatus.STATUS_CANCELED and not outcome.message:
+            outcome.message = "canceled"
+        return outcome
