@@ -46,6 +46,7 @@ class StepOutcome:
     message: str = ""
     vials: dict[str, VialOutcome] = field(default_factory=dict)  # vial id -> outcome
     unknown_request: bool = False   # recover_only and the server had no record
+    server_started: float = math.nan  # the server's wall-clock start (time.time())
 
 
 class Dispatcher(Protocol):
@@ -286,7 +287,8 @@ class CampaignRunner:
         step_id = self.db.start_step(
             batch, index, attempt, request_id, step.kind, step.station,
             step.operation if isinstance(step, ExecuteStep) else "", params,
-            self.dispatcher.now(), {r.id: p for r, p in zip(active, vial_params)})
+            self.dispatcher.now(), {r.id: p for r, p in zip(active, vial_params)},
+            dispatched_wall=time.time())
         outcome = self._send(request_id, step, rack, active, vial_params, recover_only=False)
         self._record(step_id, outcome, active)
         return outcome
@@ -393,6 +395,13 @@ class CampaignRunner:
         self.log(f"[batch {batch}] recovering step {last.step_index} ({step.describe()}) "
                  f"request {last.request_id}")
         outcome = self._send(last.request_id, step, rack, active, vial_params, recover_only=True)
+        if outcome.unknown_request and outcome.server_started < last.dispatched_wall:
+            # The server has been up since before the step was recorded and has no record
+            # of it: the planner died before the goal was sent. Sending it now is safe.
+            self.log(f"[batch {batch}] request {last.request_id} never reached {step.station}; "
+                     "sending it now")
+            outcome = self._send(last.request_id, step, rack, active, vial_params,
+                                 recover_only=False)
         if outcome.unknown_request:
             outcome = StepOutcome(False, outcome.error_code,
                                   f"interrupted: {step.station} has no record of request "

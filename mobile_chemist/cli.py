@@ -25,7 +25,14 @@ def _campaign(args) -> int:
     if args.fresh:
         for suffix in ("", "-wal", "-shm"):
             Path(str(db) + suffix).unlink(missing_ok=True)
-    elif db.exists():
+    start_time = 0.0
+    if db.exists():
+        from mobile_chemist.database import CampaignDatabase
+
+        record = CampaignDatabase(db)
+        times = [t for s in record.steps() for t in (s.start_time, s.end_time) if t]
+        record.close()
+        start_time = max(times, default=0.0)
         print(f"[campaign] resuming the campaign recorded in {db}")
     db.parent.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ)
@@ -34,7 +41,7 @@ def _campaign(args) -> int:
     env["ROS_DOMAIN_ID"] = str(args.domain_id if args.domain_id is not None
                                else env.get("ROS_DOMAIN_ID") or random.randint(1, 100))
     lab = sim_lab_graph(lab_config=args.lab, real_time_factor=args.real_time_factor,
-                        seed=args.seed)
+                        seed=args.seed, start_time=start_time)
     planner = planner_node(database=str(db.resolve()), lab_config=args.lab,
                            campaign_config=args.campaign, workflow_config=args.workflow,
                            batches=args.batches)

@@ -56,6 +56,7 @@ CREATE TABLE IF NOT EXISTS steps (
     operation TEXT NOT NULL,
     parameters TEXT NOT NULL,
     start_time REAL NOT NULL,
+    dispatched_wall REAL NOT NULL,
     end_time REAL,
     status TEXT NOT NULL CHECK (status IN ('started', 'succeeded', 'failed')),
     error_code INTEGER NOT NULL DEFAULT 0,
@@ -103,6 +104,7 @@ class StepRecord:
     status: str
     error_code: int
     message: str
+    dispatched_wall: float = 0.0
     vial_parameters: dict[int, dict[str, float]] = field(default_factory=dict)
     vial_success: dict[int, bool | None] = field(default_factory=dict)
     vial_messages: dict[int, str] = field(default_factory=dict)
@@ -238,7 +240,8 @@ class CampaignDatabase:
     def start_step(self, batch: int, step_index: int, attempt: int, request_id: str, kind: str,
                    station: str, operation: str, parameters: Mapping[str, float],
                    start_time: float,
-                   vial_parameters: Mapping[int, Mapping[str, float]]) -> int:
+                   vial_parameters: Mapping[int, Mapping[str, float]],
+                   dispatched_wall: float = 0.0) -> int:
         """Record that a step was dispatched for the batch's active experiments.
 
         `vial_parameters` maps every active experiment's id to its per-vial parameters
@@ -250,9 +253,10 @@ class CampaignDatabase:
         with self._transaction() as db:
             cur = db.execute(
                 "INSERT INTO steps(batch, step_index, attempt, request_id, kind, station, "
-                "operation, parameters, start_time, status) VALUES(?,?,?,?,?,?,?,?,?,'started')",
+                "operation, parameters, start_time, dispatched_wall, status) "
+                "VALUES(?,?,?,?,?,?,?,?,?,?,'started')",
                 (batch, step_index, attempt, request_id, kind, station, operation,
-                 _dumps(parameters), start_time))
+                 _dumps(parameters), start_time, dispatched_wall))
             step_id = cur.lastrowid
             for exp_id, params in vial_parameters.items():
                 db.execute("INSERT INTO experiment_steps(experiment_id, step_id, parameters) "
@@ -292,7 +296,8 @@ class CampaignDatabase:
                 request_id=r["request_id"], kind=r["kind"], station=r["station"],
                 operation=r["operation"], parameters=json.loads(r["parameters"]),
                 start_time=r["start_time"], end_time=r["end_time"], status=r["status"],
-                error_code=r["error_code"], message=r["message"])
+                error_code=r["error_code"], message=r["message"],
+                dispatched_wall=r["dispatched_wall"])
             for link in by_step.get(r["id"], []):
                 eid = link["experiment_id"]
                 rec.vial_parameters[eid] = json.loads(link["parameters"])

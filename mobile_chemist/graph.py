@@ -21,11 +21,16 @@ class NodeSpec:
     parameters: dict = field(default_factory=dict)
 
 
-def sim_lab_graph(*, lab_config: str = "", real_time_factor: float = 0.0,
-                  seed: int = 0) -> list[NodeSpec]:
-    """The simulated lab: its clock, every station, and the discrete-event robot."""
+def sim_lab_graph(*, lab_config: str = "", real_time_factor: float = 0.0, seed: int = 0,
+                  start_time: float = 0.0) -> list[NodeSpec]:
+    """The simulated lab: its clock, every station, and the discrete-event robot.
+
+    `start_time` (s since the epoch, 0 = now) lets a resumed campaign's clock go on from
+    where its record ends, so its timeline never runs backwards.
+    """
     return [
-        NodeSpec("sim_clock", "sim_clock", {"real_time_factor": float(real_time_factor)}),
+        NodeSpec("sim_clock", "sim_clock", {"real_time_factor": float(real_time_factor),
+                                            "start_time": float(start_time)}),
         NodeSpec("station_server", "station_server",
                  {"lab_config": lab_config, "seed": int(seed), "use_sim_time": True}),
         NodeSpec("robot_sim", "robot_sim", {"lab_config": lab_config, "use_sim_time": True}),

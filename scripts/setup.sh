@@ -19,10 +19,12 @@ if [ ! -x "$venv/bin/python" ]; then
   "$py" -m venv "$venv"
 fi
 
-h=$(hash_of requirements.txt)
+# requirements.txt: ROS 2 core wheels + planner; -sim: physics; -vision: torch + YOLO.
+reqs=(requirements.txt requirements-sim.txt requirements-vision.txt)
+h=$(hash_of "${reqs[@]}")
 if ! fresh requirements "$h"; then
-  echo "[setup] installing requirements.txt (ROS 2 core wheels + libraries)"
-  "$venv/bin/pip" install --disable-pip-version-check -q -r requirements.txt
+  echo "[setup] installing ${reqs[*]} (first time: several minutes, ~6 GB for torch)"
+  "$venv/bin/pip" install --disable-pip-version-check -q $(printf -- '-r %s ' "${reqs[@]}")
   mark requirements "$h"
 fi
 

@@ -6,6 +6,8 @@ only the transport (ROS actions) and the clock (a plain counter) differ from the
 
 from __future__ import annotations
 
+import time
+
 from mobile_chemist.campaign import StepOutcome, VialOutcome
 from mobile_chemist.ledger import RequestLedger, UnknownRequest
 from mobile_chemist.robot_sim import DiscreteEventRobot, MotionRefused
@@ -28,6 +30,8 @@ class InProcessLab:
         self.ledger = RequestLedger()
         self.calls = []             # (request_id, kind) of every executed request
         self.crash_after_calls = None
+        self.crash_before_send = False
+        self.started_wall = time.time()
 
     def now(self):
         return self.time
@@ -36,14 +40,23 @@ class InProcessLab:
         self.time += seconds
         return True
 
+    def restart_servers(self):
+        """The station and robot servers restart: they forget every request."""
+        self.ledger = RequestLedger()
+        self.started_wall = time.time()
+
     def _run(self, request_id, kind, work, recover_only):
+        if self.crash_before_send:
+            self.crash_before_send = False
+            raise Crash(request_id)   # recorded as started, but the goal never left
         def counted():
             self.calls.append((request_id, kind))
             return work()
         try:
             outcome = self.ledger.run(request_id, counted, recover_only=recover_only)
         except UnknownRequest:
-            return StepOutcome(False, 99, "unknown request", unknown_request=True)
+            return StepOutcome(False, 99, "unknown request", unknown_request=True,
+                               server_started=self.started_wall)
         if self.crash_after_calls is not None and len(self.calls) >= self.crash_after_calls:
             self.crash_after_calls = None
             raise Crash(request_id)   # the work ran, but the planner never saw the result

@@ -99,13 +99,30 @@ def test_resume_after_station_restart_fails_only_the_interrupted_batch(tmp_path,
     with pytest.raises(Crash):
         runner.run(n_batches=3)
     runner.db.close()
-    inproc.ledger = type(inproc.ledger)()   # the stations restarted: they forgot requests
+    inproc.restart_servers()
     resumed = make_runner(tmp_path, lab, campaign, workflow, space, inproc)
     resumed.run(n_batches=3)
     batches = resumed.db.batches()
     assert [b["status"] for b in batches] == ["done", "failed", "done"]
     assert "no record of request" in batches[1]["failure_reason"]
     assert len(resumed.db.experiments()) == 3 * campaign.batch_size
+
+
+def test_crash_between_recording_and_sending_resends_the_step(tmp_path, lab, campaign,
+                                                               workflow, space):
+    inproc = InProcessLab(lab)
+    inproc.crash_after_calls = 20
+    runner = make_runner(tmp_path, lab, campaign, workflow, space, inproc)
+    with pytest.raises(Crash):
+        runner.run(n_batches=2)
+    inproc.crash_before_send = True      # the next dispatch is recorded but never sent
+    with pytest.raises(Crash):
+        make_runner(tmp_path, lab, campaign, workflow, space, inproc).run(n_batches=2)
+    resumed = make_runner(tmp_path, lab, campaign, workflow, space, inproc)
+    resumed.run(n_batches=2)
+    assert [b["status"] for b in resumed.db.batches()] == ["done", "done"]
+    request_ids = [rid for rid, _ in inproc.calls]
+    assert len(request_ids) == len(set(request_ids))
 
 
 def test_resume_rebuilds_the_optimizer_from_the_database(tmp_path, lab, campaign, workflow, space):

@@ -105,6 +105,11 @@ def test_robot_refuses_transfer_where_it_is_not_docked(graph):
     assert not unknown.success and "unknown station" in unknown.message
 
 
+def _own_domain(offset: int) -> str:
+    """A domain apart from the module's running graph, so two labs never mix."""
+    return str((int(os.environ["ROS_DOMAIN_ID"]) + offset) % 230)
+
+
 def _run_cli(args, timeout):
     return subprocess.run([sys.executable, "-m", "mobile_chemist.cli", "campaign", *args],
                           capture_output=True, text=True, timeout=timeout,
@@ -114,7 +119,7 @@ def _run_cli(args, timeout):
 def test_short_campaign_through_actions(tmp_path):
     db_path = tmp_path / "short.db"
     proc = _run_cli(["--database", str(db_path), "--batches", "2", "--domain-id",
-                     os.environ["ROS_DOMAIN_ID"]], timeout=300)
+                     _own_domain(1)], timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     out = proc.stdout + proc.stderr
     assert "best hydrogen_umol_per_h" in out and "x the baseline" in out
@@ -136,7 +141,7 @@ def test_station_failure_is_recorded(tmp_path):
     lab_path.write_text(yaml.safe_dump(lab))
     db_path = tmp_path / "fail.db"
     proc = _run_cli(["--database", str(db_path), "--batches", "1", "--lab", str(lab_path),
-                     "--domain-id", os.environ["ROS_DOMAIN_ID"]], timeout=300)
+                     "--domain-id", _own_domain(2)], timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     db = CampaignDatabase(db_path)
     (batch,) = db.batches()
@@ -152,7 +157,7 @@ def test_station_failure_is_recorded(tmp_path):
 
 def test_planner_killed_and_resumed(tmp_path):
     db_path = tmp_path / "resume.db"
-    with LocalLaunch() as launch:
+    with LocalLaunch(dict(os.environ, ROS_DOMAIN_ID=_own_domain(3))) as launch:
         launch.start_all(sim_lab_graph())
         spec = planner_node(database=str(db_path), batches=3)
         planner = launch.start(spec, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

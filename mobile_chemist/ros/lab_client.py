@@ -19,7 +19,7 @@ from rclpy.node import Node
 from mobile_chemist.action import ExecuteOperation, NavigateToStation, TransferLabware
 from mobile_chemist.campaign import StepOutcome, VialOutcome
 from mobile_chemist.msg import VialParameters
-from mobile_chemist.ros.common import from_named_values, now_s, to_named_values
+from mobile_chemist.ros.common import from_named_values, from_time_msg, now_s, to_named_values
 
 
 class LabClient:
@@ -124,6 +124,7 @@ class LabClient:
         outcome = StepOutcome(bool(result.success) and status == GoalStatus.STATUS_SUCCEEDED,
                               int(result.error_code), result.message)
         outcome.unknown_request = result.error_code == unknown_code and unknown_code != 0
+        outcome.server_started = from_time_msg(result.server_started)
         if status == GoalStatus.STATUS_CANCELED and not outcome.message:
             outcome.message = "canceled"
         return outcome

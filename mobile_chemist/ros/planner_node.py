@@ -104,7 +104,9 @@ def main(args=None):
     except (KeyboardInterrupt, ExternalShutdownException):
         code = 130
     finally:
+        # Shut the context down first: it wakes the spinning executor, which then returns.
+        rclpy.try_shutdown()
+        spinner.join(timeout=5.0)
         executor.shutdown()
         node.destroy_node()
-        rclpy.try_shutdown()
     sys.exit(code)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import threading
+import time
 from dataclasses import dataclass
 
 import rclpy
@@ -40,6 +41,7 @@ class RobotSimNode(Node):
         self.robot = DiscreteEventRobot(self.lab)
         self.sleeper = GraphSleeper(self)
         self.ledger: RequestLedger[Outcome] = RequestLedger()
+        self.started_wall = time.time()  # see the actions' recover_only
         self.motion = threading.Lock()   # one motion at a time, as on the real robot
         self.pose_pub = self.create_publisher(PoseStamped, "/robot/pose", LATCHED_QOS)
         group = ReentrantCallbackGroup()
@@ -129,6 +131,7 @@ class RobotSimNode(Node):
         return self._finish(goal_handle, out, result, codes.ERROR_CANCELED)
 
     def _finish(self, goal_handle, out: Outcome, result, canceled_code: int):
+        result.server_started = to_time_msg(self.started_wall)
         if out.error_code == canceled_code and goal_handle.is_cancel_requested:
             goal_handle.canceled()
         elif out.success:

@@ -8,6 +8,7 @@ the sim GC measures what the sim dispensers put into each vial.
 from __future__ import annotations
 
 import threading
+import time
 
 import rclpy
 from rclpy.action import ActionServer, CancelResponse, GoalResponse
@@ -43,6 +44,7 @@ class StationServerNode(Node):
         self.drivers = {n: make_driver(self.lab.stations[n], self.world, seed) for n in names}
         self.busy = {n: threading.Lock() for n in names}
         self.ledger: RequestLedger[OperationResult] = RequestLedger()
+        self.started_wall = time.time()  # see ExecuteOperation's recover_only
         self.sleeper = GraphSleeper(self)
         group = ReentrantCallbackGroup()
         self._servers = [
@@ -83,7 +85,8 @@ class StationServerNode(Node):
             vials=[VialOutcome(vial_id=v.vial_id, success=v.success, error_code=int(v.error_code),
                                message=v.message, measurements=to_named_values(v.measurements))
                    for v in outcome.vials],
-            start=to_time_msg(start), end=to_time_msg(now_s(self)))
+            start=to_time_msg(start), end=to_time_msg(now_s(self)),
+            server_started=to_time_msg(self.started_wall))
         if outcome.error_code == StationError.CANCELED and goal_handle.is_cancel_requested:
             goal_handle.canceled()
         elif outcome.success:
