@@ -37,6 +37,7 @@ def _campaign(args) -> int:
     db.parent.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ)
     env.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+    env.setdefault("RCUTILS_CONSOLE_OUTPUT_FORMAT", "[{severity}] [{name}] {message}")
     # A domain of its own, so that two campaigns on one machine do not talk to each other.
     env["ROS_DOMAIN_ID"] = str(args.domain_id if args.domain_id is not None
                                else env.get("ROS_DOMAIN_ID") or random.randint(1, 100))
