@@ -6,7 +6,7 @@ ENV := source scripts/env.sh &&
 DEMO_ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: setup test demo bench-planner clean
+.PHONY: setup test demo generate bench-planner bench-physics clean
 
 setup:
 	@scripts/setup.sh
@@ -20,6 +20,14 @@ demo: setup
 
 bench-planner: setup
 	@$(ENV) python bench/planner.py $(BENCH_ARGS)
+
+# Regenerate the committed robot description and map from config/lab.yaml (tests check they
+# are in sync).
+generate: setup
+	@$(ENV) python -m mobile_chemist.robot_description && python -m mobile_chemist.lab_map
+
+bench-physics: setup
+	@$(ENV) python -m mobile_chemist.physics_sim --seconds 120
 
 clean:
 	rm -rf build install .venv

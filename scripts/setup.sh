@@ -57,6 +57,22 @@ if ! fresh interfaces "$h" || [ ! -d install/lib ]; then
   cmake --install build/interfaces >> build/cmake.log 2>&1 || { tail -50 build/cmake.log; exit 1; }
   mark interfaces "$h"
 fi
+# tf2_msgs has no wheel on PyPI: build its one message the same way (after the step above,
+# which clears ./install).
+h=$(hash_of third_party/tf2_msgs/CMakeLists.txt third_party/tf2_msgs/package.xml third_party/tf2_msgs/msg/*.msg)
+if ! fresh tf2_msgs "$h" || [ ! -d install/lib/python3.11/site-packages/tf2_msgs ]; then
+  echo "[setup] building tf2_msgs into ./install"
+  # shellcheck source=/dev/null
+  source scripts/env.sh
+  rm -rf build/tf2_msgs && mkdir -p build
+  { cmake -S third_party/tf2_msgs -B build/tf2_msgs -DBUILD_TESTING=OFF -DCMAKE_PREFIX_PATH="$venv" \
+      -DCMAKE_INSTALL_PREFIX="$root/install" -DPython3_EXECUTABLE="$venv/bin/python" \
+      -DCMAKE_BUILD_TYPE=Release \
+    && cmake --build build/tf2_msgs -j2 && cmake --install build/tf2_msgs; } > build/tf2_msgs.log 2>&1 \
+    || { tail -50 build/tf2_msgs.log; exit 1; }
+  mark tf2_msgs "$h"
+fi
+
 # The generated Python modules join the `mobile_chemist` package through pkgutil.extend_path.
 echo "$root/install/lib/python3.11/site-packages" > "$venv/lib/python3.11/site-packages/mobile_chemist_interfaces.pth"
 
