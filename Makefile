@@ -6,7 +6,7 @@ ENV := source scripts/env.sh &&
 DEMO_ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: setup test demo generate bench-planner bench-physics clean
+.PHONY: setup test demo generate bench-planner bench-physics bench-navigation clean
 
 setup:
 	@scripts/setup.sh
@@ -20,6 +20,10 @@ demo: setup
 
 bench-planner: setup
 	@$(ENV) python bench/planner.py $(BENCH_ARGS)
+
+# Builtin navigation in the MuJoCo lab: BENCH_ARGS="--quick", "--ros" (over the ROS graph).
+bench-navigation: setup
+	@$(ENV) python bench/navigation.py $(BENCH_ARGS)
 
 # Regenerate the committed robot description and map from config/lab.yaml (tests check they
 # are in sync).

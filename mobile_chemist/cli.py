@@ -18,7 +18,7 @@ from pathlib import Path
 
 
 def _campaign(args) -> int:
-    from mobile_chemist.graph import planner_node, sim_lab_graph
+    from mobile_chemist.graph import physics_lab_graph, planner_node, sim_lab_graph
     from mobile_chemist.local_launch import LocalLaunch
 
     db = Path(args.database)
@@ -41,8 +41,9 @@ def _campaign(args) -> int:
     # A domain of its own, so that two campaigns on one machine do not talk to each other.
     env["ROS_DOMAIN_ID"] = str(args.domain_id if args.domain_id is not None
                                else env.get("ROS_DOMAIN_ID") or random.randint(1, 100))
-    lab = sim_lab_graph(lab_config=args.lab, real_time_factor=args.real_time_factor,
-                        seed=args.seed, start_time=start_time)
+    lab_graph = physics_lab_graph if args.physics else sim_lab_graph
+    lab = lab_graph(lab_config=args.lab, real_time_factor=args.real_time_factor,
+                    seed=args.seed, start_time=start_time)
     planner = planner_node(database=str(db.resolve()), lab_config=args.lab,
                            campaign_config=args.campaign, workflow_config=args.workflow,
                            batches=args.batches)
@@ -100,6 +101,9 @@ def main(argv=None) -> int:
     c.add_argument("--real-time-factor", type=float, default=0.0,
                    help="simulated seconds per wall second; 0 = as fast as possible")
     c.add_argument("--seed", type=int, default=0, help="seed of the simulated instruments")
+    c.add_argument("--physics", action="store_true",
+                   help="drive the MuJoCo base with the builtin navigation (nodes/physics_sim, "
+                        "nodes/navigation) instead of the discrete-event robot")
     c.add_argument("--domain-id", type=int, default=None, help="ROS_DOMAIN_ID (default: random)")
     c.set_defaults(func=_campaign)
     r = sub.add_parser("report", help="summarise a campaign database")

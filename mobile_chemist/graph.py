@@ -37,6 +37,29 @@ def sim_lab_graph(*, lab_config: str = "", real_time_factor: float = 0.0, seed: 
     ]
 
 
+def physics_lab_graph(*, lab_config: str = "", real_time_factor: float = 0.0, seed: int = 0,
+                      start_time: float = 0.0, backend: str = "builtin") -> list[NodeSpec]:
+    """The lab with the MuJoCo base: physics_sim is the clock and the robot, nodes/navigation
+    serves /robot/navigate_to_station, robot_sim keeps only transfers and rack bookkeeping.
+
+    `real_time_factor` 0 would let physics_sim run free (about 12x here), faster than the
+    navigation node's control loop keeps up with on 2 cores; 0 therefore means 3 here.
+    """
+    physics_rtf = float(real_time_factor) if real_time_factor > 0 else 3.0
+    return [
+        NodeSpec("physics_sim", "physics_sim", {"lab_config": lab_config,
+                                                "real_time_factor": physics_rtf,
+                                                "start_time": float(start_time),
+                                                "seed": int(seed)}),
+        NodeSpec("navigation", "navigation", {"lab_config": lab_config, "backend": backend,
+                                              "seed": int(seed), "use_sim_time": True}),
+        NodeSpec("station_server", "station_server",
+                 {"lab_config": lab_config, "seed": int(seed), "use_sim_time": True}),
+        NodeSpec("robot_sim", "robot_sim", {"lab_config": lab_config, "use_sim_time": True,
+                                            "serve_navigation": False}),
+    ]
+
+
 def planner_node(*, database: str, lab_config: str = "", campaign_config: str = "",
                  workflow_config: str = "", batches: int = 0) -> NodeSpec:
     """The planner that runs the campaign over the lab's actions."""

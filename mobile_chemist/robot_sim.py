@@ -88,6 +88,13 @@ class DiscreteEventRobot:
         with self._lock:
             self.docked_at = None
 
+    def set_docked_at(self, station: str | None, pose: Pose2D | None = None) -> None:
+        """Physics mode: the navigation node reports where the base docked ("" = nowhere)."""
+        with self._lock:
+            self.docked_at = station or None
+            if pose is not None:
+                self.pose = pose
+
     # -- transfers --------------------------------------------------------------------
     def plan_transfer(self, object_type: str, object_id: str, source: str, target: str) -> Plan:
         if object_type != "rack":

@@ -14,6 +14,7 @@ from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
+from std_msgs.msg import String
 
 from mobile_chemist.action import NavigateToStation, TransferLabware
 from mobile_chemist.config import load_lab
@@ -43,13 +44,25 @@ class RobotSimNode(Node):
         self.ledger: RequestLedger[Outcome] = RequestLedger()
         self.started_wall = time.time()  # see the actions' recover_only
         self.motion = threading.Lock()   # one motion at a time, as on the real robot
-        self.pose_pub = self.create_publisher(PoseStamped, "/robot/pose", LATCHED_QOS)
+        # In physics mode nodes/navigation drives the base: it serves the navigate action,
+        # publishes /robot/pose, and tells us where the base is docked.
+        self.serve_navigation = declare(
+            self, "serve_navigation", True,
+            "serve /robot/navigate_to_station; false where nodes/navigation serves it and "
+            "publishes /robot/docked_at (physics mode)")
         group = ReentrantCallbackGroup()
         accept = lambda _request: GoalResponse.ACCEPT  # noqa: E731 - checked in execute
         cancel = lambda _handle: CancelResponse.ACCEPT  # noqa: E731
-        self._nav = ActionServer(self, NavigateToStation, "/robot/navigate_to_station",
-                                 execute_callback=self._navigate, goal_callback=accept,
-                                 cancel_callback=cancel, callback_group=group)
+        if self.serve_navigation:
+            self.pose_pub = self.create_publisher(PoseStamped, "/robot/pose", LATCHED_QOS)
+            self._nav = ActionServer(self, NavigateToStation, "/robot/navigate_to_station",
+                                     execute_callback=self._navigate, goal_callback=accept,
+                                     cancel_callback=cancel, callback_group=group)
+        else:
+            self.pose_pub = None
+            self.robot.set_docked_at(None)   # until the navigation node says otherwise
+            self.create_subscription(String, "/robot/docked_at", self._on_docked_at,
+                                     LATCHED_QOS, callback_group=group)
         self._transfer = ActionServer(self, TransferLabware, "/robot/transfer",
                                       execute_callback=self._transfer_cb, goal_callback=accept,
                                       cancel_callback=cancel, callback_group=group)
@@ -66,7 +79,11 @@ class RobotSimNode(Node):
         return msg
 
     def _publish_pose(self):
-        self.pose_pub.publish(self._pose_msg())
+        if self.pose_pub is not None:
+            self.pose_pub.publish(self._pose_msg())
+
+    def _on_docked_at(self, msg: String) -> None:
+        self.robot.set_docked_at(msg.data or None)
 
     def _guarded(self, request_id: str, recover_only: bool, work, busy_code: int) -> Outcome:
         def locked():

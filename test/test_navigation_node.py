@@ -1,0 +1,283 @@
+"""The navigation node over a real ROS 2 graph (own ROS_DOMAIN_ID, loopback discovery).
+
+The node runs as its executable (nodes/navigation) on simulated time. The base it drives
+is a small kinematic simulator in this process: it publishes /clock, /odom and both
+scanners' /scan topics from the 2-D ray caster of test_navigation, and integrates
+/cmd_vel, three times faster than real time.
+"""
+
+import math
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+rclpy = pytest.importorskip("rclpy")
+
+from geometry_msgs.msg import Twist  # noqa: E402
+from nav_msgs.msg import Odometry  # noqa: E402
+from rclpy.action import ActionClient  # noqa: E402
+from rclpy.executors import MultiThreadedExecutor  # noqa: E402
+from rclpy.node import Node  # noqa: E402
+from rclpy.parameter import Parameter  # noqa: E402
+from rosgraph_msgs.msg import Clock  # noqa: E402
+from sensor_msgs.msg import LaserScan  # noqa: E402
+from std_msgs.msg import String  # noqa: E402
+
+from mobile_chemist.action import NavigateToStation  # noqa: E402
+from mobile_chemist.graph import NodeSpec  # noqa: E402
+from mobile_chemist.local_launch import LocalLaunch  # noqa: E402
+from mobile_chemist.navigation.geometry import (as_array, between, compose,  # noqa: E402
+                                                lab_rects, raycast_segments, segments_of)
+from mobile_chemist.ros.common import LATCHED_QOS, to_time_msg  # noqa: E402
+from test_navigation import BEAMS, FOV, RaySim  # noqa: E402
+
+START = "rack_storage"
+PERIOD = 0.08           # s of simulated time per scan (12.5 Hz)
+SPEED_UP = 3.0
+
+
+class KinematicBase(Node):
+    """/clock, /odom, /scan/front, /scan/rear from RaySim; integrates /cmd_vel."""
+
+    def __init__(self, sim: RaySim):
+        super().__init__("kinematic_base")
+        self.sim = sim
+        self.t = 1000.0
+        self.cmd = (0.0, 0.0, 0.0)
+        self.cmd_count = 0
+        self.lock = threading.Lock()
+        self.clock_pub = self.create_publisher(Clock, "/clock", 10)
+        self.odom_pub = self.create_publisher(Odometry, "/odom", 10)
+        self.scan_pubs = {m.frame_id: self.create_publisher(
+            LaserScan, f"/scan/{m.frame_id.split('_')[1]}", 10) for m in sim.mounts}
+        self.create_subscription(Twist, "/cmd_vel", self._on_cmd, 10)
+        self.segments = segments_of(lab_rects(sim.lab))
+        self.create_timer(PERIOD / SPEED_UP, self._tick)
+
+    def _on_cmd(self, msg: Twist):
+        with self.lock:
+            self.cmd = (msg.linear.x, msg.linear.y, msg.angular.z)
+            self.cmd_count += 1
+
+    def _tick(self):
+        with self.lock:
+            self.sim.move(self.cmd, PERIOD)
+        self.t += PERIOD
+        stamp = to_time_msg(self.t)
+        self.clock_pub.publish(Clock(clock=stamp))
+        odom = Odometry()
+        odom.header.stamp, odom.header.frame_id = stamp, "odom"
+        odom.child_frame_id = "base_footprint"
+        o = self.sim.odom
+        odom.pose.pose.position.x, odom.pose.pose.position.y = float(o[0]), float(o[1])
+        odom.pose.pose.orientation.z = math.sin(o[2] / 2)
+        odom.pose.pose.orientation.w = math.cos(o[2] / 2)
+        self.odom_pub.publish(odom)
+        angles = -FOV / 2 + FOV / (BEAMS - 1) * np.arange(BEAMS)
+        for mount in self.sim.mounts:
+            laser = compose(self.sim.pose, np.array(mount.pose))
+            ranges = raycast_segments(laser[:2], laser[2] + angles, self.segments, 30.0)
+            ranges = ranges + self.sim.rng.normal(0, self.sim.noise, ranges.size)
+            msg = LaserScan(angle_min=float(angles[0]), angle_max=float(angles[-1]),
+                            angle_increment=float(angles[1] - angles[0]), range_min=0.1,
+                            range_max=30.0, ranges=[float(r) for r in ranges])
+            msg.header.stamp, msg.header.frame_id = stamp, mount.frame_id
+            self.scan_pubs[mount.frame_id].publish(msg)
+
+
+@pytest.fixture(scope="class")
+def graph(lab, tmp_path_factory):
+    start = as_array(lab.stations[START].approach)
+    sim = RaySim(lab, compose(start, np.array([0.02, -0.015, 0.01])), seed=5)
+    # The shipped lab plus a station whose approach pose lies inside the centre island.
+    data = yaml.safe_load(Path(lab.source).read_text())
+    data["stations"]["walled_in"] = {
+        "type": "storage", "approach": {"x": 6.0, "y": 4.0, "yaw": 0.0},
+        "footprint": {"center": [6.0, 4.0], "size": [0.2, 0.2]}, "slots": [],
+        "driver": {"type": "sim"}, "operations": {}}
+    lab_file = tmp_path_factory.mktemp("lab") / "lab.yaml"
+    lab_file.write_text(yaml.safe_dump(data))
+    spec = NodeSpec("navigation", "navigation", {"use_sim_time": True, "backend": "builtin",
+                                                 "initial_station": START,
+                                                 "lab_config": str(lab_file)})
+    with LocalLaunch() as launch:
+        launch.start(spec)
+        rclpy.init()
+        base = KinematicBase(sim)
+        client = Node("navigation_test_client",
+                      parameter_overrides=[Parameter("use_sim_time", value=True)])
+        docked = []
+        client.create_subscription(String, "/robot/docked_at", lambda m: docked.append(m.data),
+                                   LATCHED_QOS)
+        action = ActionClient(client, NavigateToStation, "/robot/navigate_to_station")
+        executor = MultiThreadedExecutor(num_threads=3)
+        executor.add_node(base)
+        executor.add_node(client)
+        threading.Thread(target=executor.spin, daemon=True).start()
+        assert action.wait_for_server(timeout_sec=30.0), "navigation node did not come up"
+        yield sim, base, action, docked, launch
+        action.destroy()
+        executor.shutdown()
+        base.destroy_node()
+        client.destroy_node()
+        rclpy.shutdown()
+
+
+def send(action, station, request_id, recover_only=False, cancel_after=None, timeout=90.0):
+    goal = NavigateToStation.Goal(request_id=request_id, station=station,
+                                  recover_only=recover_only)
+    done = threading.Event()
+    future = action.send_goal_async(goal)
+    future.add_done_callback(lambda _f: done.set())
+    assert done.wait(10.0), "goal not answered"
+    handle = future.result()
+    assert handle.accepted
+    if cancel_after is not None:
+        time.sleep(cancel_after)
+        handle.cancel_goal_async()
+    done.clear()
+    result_future = handle.get_result_async()
+    result_future.add_done_callback(lambda _f: done.set())
+    assert done.wait(timeout), f"no result for {station} within {timeout} s"
+    return result_future.result().status, result_future.result().result
+
+
+class TestWithKinematicBase:
+    """Validation, a leg, idempotency and cancel against the kinematic base."""
+
+    def test_rejects_unknown_and_unreachable_stations(self, graph):
+        sim, base, action, docked, launch = graph
+        R = NavigateToStation.Result
+        _, unknown = send(action, "kitchen", "nav-kitchen")
+        assert not unknown.success and unknown.error_code == R.ERROR_UNKNOWN_STATION
+        assert "kitchen" in unknown.message
+        _, blocked = send(action, "walled_in", "nav-walled-in")
+        assert not blocked.success and blocked.error_code == R.ERROR_UNREACHABLE
+        assert "walled_in" in blocked.message and "does not fit" in blocked.message
+        _, never = send(action, "gc", "never-sent", recover_only=True)
+        assert never.error_code == R.ERROR_UNKNOWN_REQUEST
+        launch.check_alive()
+
+    def test_navigates_and_docks_then_repeats_idempotently(self, graph, lab):
+        sim, base, action, docked, launch = graph
+        station = "solid_dispenser"
+        t0 = time.monotonic()
+        _, result = send(action, station, "nav-1")
+        assert result.success, result.message
+        assert result.error_code == 0
+        error = between(sim.pose, as_array(lab.stations[station].approach))
+        assert math.hypot(error[0], error[1]) < 0.005 and abs(error[2]) < math.radians(0.5)
+        assert 0.0 < result.docking_residual < 0.02
+        assert result.distance_travelled > 2.0
+        assert result.pose.header.frame_id == "map"
+        assert abs(result.pose.pose.position.x - sim.pose[0]) < 0.01
+        deadline = time.monotonic() + 5
+        while (not docked or docked[-1] != station) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert docked[-1] == station
+        # The same request again: its outcome, without driving.
+        pose_before = sim.pose.copy()
+        t1 = time.monotonic()
+        _, again = send(action, station, "nav-1")
+        assert again.success and again.distance_travelled == result.distance_travelled
+        assert time.monotonic() - t1 < 2.0 < t1 - t0
+        assert np.allclose(sim.pose, pose_before)
+
+    def test_busy_then_cancel_mid_route_stops_the_base(self, graph):
+        sim, base, action, docked, launch = graph
+        R = NavigateToStation.Result
+        busy = {}
+
+        def second_goal():                            # while the first one drives
+            time.sleep(1.0)
+            busy["result"] = send(action, "gc", "nav-busy")[1]
+
+        other = threading.Thread(target=second_goal)
+        other.start()
+        status, result = send(action, "capper", "nav-cancel", cancel_after=2.0)
+        other.join(15.0)
+        assert busy["result"].error_code == R.ERROR_BUSY and not busy["result"].success
+        assert result.error_code == R.ERROR_CANCELED and not result.success
+        deadline = time.monotonic() + 2                   # the stop command is on its way
+        while base.cmd != (0.0, 0.0, 0.0) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert base.cmd == (0.0, 0.0, 0.0)
+        assert 0.1 < result.distance_travelled
+        pose = sim.pose.copy()
+        time.sleep(0.5)
+        assert np.allclose(sim.pose, pose)
+        deadline = time.monotonic() + 3
+        while docked[-1] != "" and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert docked[-1] == ""
+        launch.check_alive()
+
+
+# -- With the MuJoCo physics simulation (nodes/physics_sim) ------------------------------
+@pytest.fixture(scope="class")
+def physics_graph():
+    pytest.importorskip("mujoco")
+    from geometry_msgs.msg import PoseStamped
+    from mobile_chemist.graph import executable_path
+
+    try:
+        executable_path("physics_sim")
+    except FileNotFoundError:
+        pytest.skip("no physics_sim node")
+    specs = [NodeSpec("physics_sim", "physics_sim", {"real_time_factor": 4.0}),
+             NodeSpec("navigation", "navigation", {"use_sim_time": True})]
+    with LocalLaunch() as launch:
+        launch.start_all(specs)
+        rclpy.init()
+        client = Node("navigation_physics_client",
+                      parameter_overrides=[Parameter("use_sim_time", value=True)])
+        truth = {}
+        client.create_subscription(PoseStamped, "/ground_truth/pose",
+                                   lambda m: truth.update(pose=m), 10)
+        docked = []
+        client.create_subscription(String, "/robot/docked_at", lambda m: docked.append(m.data),
+                                   LATCHED_QOS)
+        action = ActionClient(client, NavigateToStation, "/robot/navigate_to_station")
+        executor = MultiThreadedExecutor(num_threads=2)
+        executor.add_node(client)
+        threading.Thread(target=executor.spin, daemon=True).start()
+        assert action.wait_for_server(timeout_sec=30.0), "navigation node did not come up"
+        yield action, truth, docked, launch
+        action.destroy()
+        executor.shutdown()
+        client.destroy_node()
+        rclpy.shutdown()
+
+
+def _truth_pose(truth):
+    from mobile_chemist.ros.navigation_node import yaw_of
+    p = truth["pose"].pose
+    return np.array([p.position.x, p.position.y, yaw_of(p.orientation)])
+
+
+class TestWithPhysicsSim:
+    """One short leg and a cancel on the MuJoCo simulation."""
+
+    def test_physics_navigate_to_a_near_station_and_cancel(self, physics_graph, lab):
+        action, truth, docked, launch = physics_graph
+        station = "rack_storage"                      # 2.6 m from the charger
+        _, result = send(action, station, "phys-1", timeout=120.0)
+        assert result.success, result.message
+        time.sleep(0.3)                               # a fresh ground-truth message
+        error = between(_truth_pose(truth), as_array(lab.stations[station].approach))
+        assert math.hypot(error[0], error[1]) < 0.005, error
+        assert abs(error[2]) < math.radians(0.5), error
+        assert docked[-1] == station
+        # Cancel on the way to the next station: the base stops.
+        status, canceled = send(action, "gc", "phys-2", cancel_after=2.0, timeout=60.0)
+        assert canceled.error_code == NavigateToStation.Result.ERROR_CANCELED
+        time.sleep(1.0)                               # > the sim's cmd_vel timeout in sim time
+        before = _truth_pose(truth)
+        time.sleep(0.5)
+        assert np.allclose(_truth_pose(truth)[:2], before[:2], atol=1e-3)
+        assert docked[-1] == ""
+        launch.check_alive()
