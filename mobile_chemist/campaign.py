@@ -205,8 +205,10 @@ class CampaignRunner:
 
     def _observe(self, records: Sequence[ExperimentRecord]) -> None:
         if records:
+            # The optimizer maximises; a campaign that minimises tells it the negation.
+            sign = 1.0 if self.campaign.maximize else -1.0
             self.optimizer.observe([r.parameters for r in records],
-                                   [r.objective for r in records])
+                                   [sign * r.objective for r in records])
 
     def _plan_batch(self, batch: int) -> None:
         self._current_batch = batch
