@@ -142,3 +142,14 @@ def test_database_of_another_campaign_is_refused(tmp_path, lab, campaign, workfl
     other = dataclasses.replace(campaign, name="something_else")
     with pytest.raises(ValueError, match="records campaign"):
         make_runner(tmp_path, lab, other, workflow, space, inproc)
+
+
+def test_minimising_campaign_tells_the_optimizer_the_negation(tmp_path, lab, campaign, workflow,
+                                                              space):
+    minimise = dataclasses.replace(campaign, maximize=False)
+    runner = make_runner(tmp_path, lab, minimise, workflow, space, InProcessLab(lab))
+    runner.run(n_batches=1)
+    measured = sorted(r.objective for r in runner.db.experiments() if r.status == "done")
+    told = sorted(-v for _, v in runner.optimizer.observed)
+    assert told == measured and measured[-1] > 0
+    assert runner.summary().best_value == measured[0]
