@@ -23,8 +23,7 @@ from mobile_chemist.config import default_config_path  # noqa: E402
 from mobile_chemist.database import CampaignDatabase  # noqa: E402
 from mobile_chemist.graph import planner_node, sim_lab_graph  # noqa: E402
 from mobile_chemist.local_launch import LocalLaunch  # noqa: E402
-from mobile_chemist.msg import CampaignStatus, VialParameters  # noqa: E402
-from mobile_chemist.ros.common import LATCHED_QOS, GraphSleeper, to_named_values  # noqa: E402
+from mobile_chemist.ros.common import GraphSleeper  # noqa: E402
 from mobile_chemist.ros.lab_client import LabClient  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent

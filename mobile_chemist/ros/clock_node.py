@@ -5,14 +5,12 @@ from __future__ import annotations
 import math
 import time
 
-import rclpy
 from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.clock import Clock, ClockType
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
 from rosgraph_msgs.msg import Clock as ClockMsg
 
-from mobile_chemist.ros.common import declare, from_time_msg, to_time_msg
+from mobile_chemist.ros.common import spin_node, declare, from_time_msg, to_time_msg
 from mobile_chemist.sim_clock import EventClock
 from mobile_chemist.srv import ScheduleWakeup
 
@@ -63,14 +61,4 @@ class SimClockNode(Node):
 
 
 def main(args=None):
-    rclpy.init(args=args)
-    node = SimClockNode()
-    executor = MultiThreadedExecutor(num_threads=2)
-    executor.add_node(node)
-    try:
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
+    spin_node(SimClockNode, args, num_threads=2)

@@ -9,7 +9,6 @@ from typing import Mapping
 
 from builtin_interfaces.msg import Time
 from rclpy.node import Node
-from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 
 from mobile_chemist.msg import NamedValue
@@ -100,3 +99,21 @@ class GraphSleeper:
                 return False
             time.sleep(0.0005)
         return True
+
+
+def spin_node(node_class, args=None, num_threads: int = 4) -> None:
+    """The main() of a node that only serves callbacks: init, spin until Ctrl-C, clean up."""
+    import rclpy
+    from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+
+    rclpy.init(args=args)
+    node = node_class()
+    executor = MultiThreadedExecutor(num_threads=num_threads)
+    executor.add_node(node)
+    try:
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()

@@ -15,13 +15,11 @@ from collections import deque
 from dataclasses import dataclass, field
 
 import numpy as np
-import rclpy
 from geometry_msgs.msg import Pose2D as Pose2DMsg
 from geometry_msgs.msg import PoseStamped, PoseWithCovarianceStamped, Twist
 from nav_msgs.msg import Odometry, Path
 from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import LaserScan
@@ -34,7 +32,7 @@ from mobile_chemist.navigation import (LaserMount, NavError, NavigationConfig,
                                        NavigationRefused, Navigator, Phase,
                                        laser_mounts_from_description, scan_to_points)
 from mobile_chemist.navigation.geometry import as_array, between, compose, transform_points
-from mobile_chemist.ros.common import LATCHED_QOS, declare, from_time_msg, now_s, to_time_msg
+from mobile_chemist.ros.common import spin_node, LATCHED_QOS, declare, from_time_msg, now_s, to_time_msg
 
 try:  # tf2_msgs is not among the pip-installed ROS 2 core packages everywhere
     from tf2_msgs.msg import TFMessage
@@ -438,14 +436,4 @@ class NavigationNode(Node):
 
 
 def main(args=None):
-    rclpy.init(args=args)
-    node = NavigationNode()
-    executor = MultiThreadedExecutor(num_threads=4)
-    executor.add_node(node)
-    try:
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
+    spin_node(NavigationNode, args, num_threads=4)

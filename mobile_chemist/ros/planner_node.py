@@ -7,7 +7,6 @@ The node exits when the campaign is finished.
 
 from __future__ import annotations
 
-import math
 import sys
 import threading
 

@@ -7,12 +7,10 @@ import threading
 import time
 from dataclasses import dataclass
 
-import rclpy
 from geometry_msgs.msg import Pose2D as Pose2DMsg
 from geometry_msgs.msg import PoseStamped
 from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.callback_groups import ReentrantCallbackGroup
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
 from std_msgs.msg import String
 
@@ -20,7 +18,7 @@ from mobile_chemist.action import NavigateToStation, TransferLabware
 from mobile_chemist.config import load_lab
 from mobile_chemist.ledger import RequestLedger, UnknownRequest
 from mobile_chemist.robot_sim import DiscreteEventRobot, MotionRefused
-from mobile_chemist.ros.common import LATCHED_QOS, GraphSleeper, declare, now_s, to_time_msg
+from mobile_chemist.ros.common import spin_node, LATCHED_QOS, GraphSleeper, declare, now_s, to_time_msg
 from mobile_chemist.srv import GetLabState
 
 
@@ -166,14 +164,4 @@ class RobotSimNode(Node):
 
 
 def main(args=None):
-    rclpy.init(args=args)
-    node = RobotSimNode()
-    executor = MultiThreadedExecutor(num_threads=4)
-    executor.add_node(node)
-    try:
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
+    spin_node(RobotSimNode, args, num_threads=4)

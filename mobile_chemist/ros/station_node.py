@@ -10,17 +10,15 @@ from __future__ import annotations
 import threading
 import time
 
-import rclpy
 from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.callback_groups import ReentrantCallbackGroup
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
 
 from mobile_chemist.action import ExecuteOperation
 from mobile_chemist.config import load_lab
 from mobile_chemist.ledger import RequestLedger, UnknownRequest
 from mobile_chemist.msg import VialOutcome
-from mobile_chemist.ros.common import (GraphSleeper, declare, from_named_values, now_s,
+from mobile_chemist.ros.common import (spin_node, GraphSleeper, declare, from_named_values, now_s,
                                        to_named_values, to_time_msg)
 from mobile_chemist.stations import (GoalRejected, OperationGoal, OperationResult,
                                      SimulatedLab, StationError, make_driver, validate_goal)
@@ -125,14 +123,4 @@ class StationServerNode(Node):
 
 
 def main(args=None):
-    rclpy.init(args=args)
-    node = StationServerNode()
-    executor = MultiThreadedExecutor(num_threads=4)
-    executor.add_node(node)
-    try:
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
+    spin_node(StationServerNode, args, num_threads=4)
