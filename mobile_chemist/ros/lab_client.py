@@ -22,12 +22,16 @@ from mobile_chemist.msg import VialParameters
 from mobile_chemist.ros.common import from_named_values, from_time_msg, now_s, to_named_values
 
 
+_TERMINAL = (GoalStatus.STATUS_SUCCEEDED, GoalStatus.STATUS_ABORTED, GoalStatus.STATUS_CANCELED)
+
+
 class LabClient:
     """Navigate, transfer and execute through the lab's action servers."""
 
-    def __init__(self, node: Node, server_timeout_s: float = 30.0):
+    def __init__(self, node: Node, server_timeout_s: float = 30.0, resend_after_s: float = 5.0):
         self.node = node
         self.server_timeout_s = server_timeout_s
+        self.resend_after_s = resend_after_s
         self._group = ReentrantCallbackGroup()
         self._navigate = ActionClient(node, NavigateToStation, "/robot/navigate_to_station",
                                       callback_group=self._group)
@@ -81,41 +85,73 @@ class LabClient:
 
     # -- the one place that talks to action servers ------------------------------------
     def _call(self, client: ActionClient, goal):
-        """Send `goal`, wait for the result; returns (result or None, GoalStatus)."""
+        """Send `goal`, wait for the result; returns (result or None, GoalStatus).
+
+        A goal response or a result can be lost in transit (rclpy's action client can drop
+        one under a multi-threaded executor). Two recoveries, neither of which can run an
+        operation twice: an unanswered goal is sent again (servers execute a request_id at
+        most once), and a result that does not follow a terminal goal status is asked for
+        again.
+        """
         if not client.wait_for_server(timeout_sec=self.server_timeout_s):
             return None, f"no action server at {client._action_name} after {self.server_timeout_s} s"
         done = threading.Event()
-        box = {}
+        box: dict = {}
+        handles: list = []
 
         def on_result(future):
-            box["response"] = future.result()
-            done.set()
+            if "response" not in box:
+                box["response"] = future.result()
+                done.set()
 
         def on_goal(future):
             handle = future.result()
             if not handle.accepted:
-                box["response"] = None
+                box.setdefault("response", None)
                 done.set()
                 return
+            handles.append(handle)
             handle.get_result_async().add_done_callback(on_result)
 
         def on_feedback(msg):
             self.last_feedback = msg.feedback
 
-        client.send_goal_async(goal, feedback_callback=on_feedback).add_done_callback(on_goal)
-        # Steps may take hours; only a server that has vanished from the graph ends the wait.
+        def send():
+            client.send_goal_async(goal, feedback_callback=on_feedback).add_done_callback(on_goal)
+
+        send()
         gone_since = None
-        while not done.wait(1.0):
+        last_ask = time.monotonic()
+        resend_after = self.resend_after_s
+        while not done.wait(0.5):
+            now = time.monotonic()
+            # Steps may take hours; a server that has vanished from the graph ends the wait.
             if client.server_is_ready():
                 gone_since = None
             elif gone_since is None:
-                gone_since = time.monotonic()
-            elif time.monotonic() - gone_since > self.server_timeout_s:
+                gone_since = now
+            elif now - gone_since > self.server_timeout_s:
                 return None, f"action server {client._action_name} vanished during the goal"
+            if now - last_ask < resend_after:
+                continue
+            if not handles and goal.request_id:
+                self._log_retry(f"no goal response for request {goal.request_id}; sending again")
+                send()
+            elif any(h.status in _TERMINAL for h in handles):
+                self._log_retry(f"request {goal.request_id} finished but no result came; "
+                                "asking for it again")
+                for h in handles:
+                    h.get_result_async().add_done_callback(on_result)
+            else:
+                continue  # accepted and still running: just wait
+            last_ask, resend_after = now, min(2 * resend_after, 300.0)
         response = box["response"]
         if response is None:
             return None, "goal rejected"
         return response.result, response.status
+
+    def _log_retry(self, message: str) -> None:
+        self.node.get_logger().warning(message)
 
     @staticmethod
     def _outcome(result, status, unknown_code: int) -> StepOutcome:
