@@ -1,8 +1,8 @@
-"""ros2 launch mobile_chemist sim_campaign.launch.py [database:=...] [batches:=N]
+"""ros2 launch mobile_chemist sim_campaign.launch.py [database:=...] [batches:=N] [physics:=true]
 
-The simulated lab (clock, stations, discrete-event robot) and the planner, as described by
-mobile_chemist.graph (the same description `mobile-chemist campaign` runs without ROS
-launch).
+The simulated lab (clock, stations, discrete-event robot; with physics:=true the MuJoCo base
+and the builtin navigation) and the planner, as described by mobile_chemist.graph (the same
+description `mobile-chemist campaign [--physics]` runs without ROS launch).
 """
 
 from launch import LaunchDescription
@@ -10,7 +10,7 @@ from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
-from mobile_chemist.graph import planner_node, sim_lab_graph
+from mobile_chemist.graph import physics_lab_graph, planner_node, sim_lab_graph
 
 ARGUMENTS = {
     "database": ("campaign.db", "SQLite campaign record; an existing one is resumed"),
@@ -20,13 +20,15 @@ ARGUMENTS = {
     "workflow_config": ("", "workflow file; empty = the package's"),
     "real_time_factor": ("0.0", "sim seconds per wall second; 0 = as fast as possible"),
     "seed": ("0", "seed of the simulated instruments"),
+    "physics": ("false", "drive the MuJoCo base with the builtin navigation"),
 }
 
 
 def _nodes(context):
     arg = {k: LaunchConfiguration(k).perform(context) for k in ARGUMENTS}
-    specs = sim_lab_graph(lab_config=arg["lab_config"],
-                          real_time_factor=float(arg["real_time_factor"]), seed=int(arg["seed"]))
+    lab_graph = physics_lab_graph if arg["physics"].lower() == "true" else sim_lab_graph
+    specs = lab_graph(lab_config=arg["lab_config"],
+                      real_time_factor=float(arg["real_time_factor"]), seed=int(arg["seed"]))
     specs.append(planner_node(database=arg["database"], lab_config=arg["lab_config"],
                               campaign_config=arg["campaign_config"],
                               workflow_config=arg["workflow_config"], batches=int(arg["batches"])))

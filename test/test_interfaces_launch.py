@@ -32,7 +32,11 @@ def test_robot_error_codes_match():
     assert n.ERROR_UNKNOWN_STATION == RobotError.NAV_UNKNOWN_STATION
 
 
-def test_launch_file_starts_every_node_with_its_parameters(monkeypatch):
+@pytest.mark.parametrize("physics, expected", [
+    ("false", {"sim_clock", "station_server", "robot_sim", "planner"}),
+    ("true", {"physics_sim", "navigation", "station_server", "robot_sim", "planner"}),
+])
+def test_launch_file_starts_every_node_with_its_parameters(monkeypatch, physics, expected):
     """Run the launch file against stand-ins for the launch API (not installable here)."""
     created = []
 
@@ -65,10 +69,10 @@ def test_launch_file_starts_every_node_with_its_parameters(monkeypatch):
     spec.loader.exec_module(module)
     entities = module.generate_launch_description()
     defaults = dict(e for e in entities if isinstance(e, tuple))
-    defaults.update(database="x.db", batches="3")
+    defaults.update(database="x.db", batches="3", physics=physics)
     entities[-1](defaults)
     names = {kw["name"]: kw for kw in created}
-    assert set(names) == {"sim_clock", "station_server", "robot_sim", "planner"}
+    assert set(names) == expected
     assert names["planner"]["parameters"][0]["batches"] == 3
     assert names["planner"]["parameters"][0]["use_sim_time"] is True
     for kw in created:
