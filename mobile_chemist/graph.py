@@ -34,6 +34,7 @@ def sim_lab_graph(*, lab_config: str = "", real_time_factor: float = 0.0, seed: 
         NodeSpec("station_server", "station_server",
                  {"lab_config": lab_config, "seed": int(seed), "use_sim_time": True}),
         NodeSpec("robot_sim", "robot_sim", {"lab_config": lab_config, "use_sim_time": True}),
+        lab_description_node(lab_config),
     ]
 
 
@@ -57,7 +58,13 @@ def physics_lab_graph(*, lab_config: str = "", real_time_factor: float = 0.0, se
                  {"lab_config": lab_config, "seed": int(seed), "use_sim_time": True}),
         NodeSpec("robot_sim", "robot_sim", {"lab_config": lab_config, "use_sim_time": True,
                                             "serve_navigation": False}),
+        lab_description_node(lab_config),
     ]
+
+
+def lab_description_node(lab_config: str = "") -> NodeSpec:
+    """/map, station markers and /robot_description for RViz (config/mobile_chemist.rviz)."""
+    return NodeSpec("lab_description", "lab_description", {"lab_config": lab_config})
 
 
 def planner_node(*, database: str, lab_config: str = "", campaign_config: str = "",

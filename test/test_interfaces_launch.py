@@ -33,8 +33,9 @@ def test_robot_error_codes_match():
 
 
 @pytest.mark.parametrize("physics, expected", [
-    ("false", {"sim_clock", "station_server", "robot_sim", "planner"}),
-    ("true", {"physics_sim", "navigation", "station_server", "robot_sim", "planner"}),
+    ("false", {"sim_clock", "station_server", "robot_sim", "lab_description", "planner"}),
+    ("true", {"physics_sim", "navigation", "station_server", "robot_sim", "lab_description",
+              "planner"}),
 ])
 def test_launch_file_starts_every_node_with_its_parameters(monkeypatch, physics, expected):
     """Run the launch file against stand-ins for the launch API (not installable here)."""
@@ -78,3 +79,50 @@ def test_launch_file_starts_every_node_with_its_parameters(monkeypatch, physics,
     for kw in created:
         assert kw["package"] == "mobile_chemist"
         assert executable_path(kw["executable"]).exists()
+
+
+def test_lab_description_map_and_markers_match_the_layout(lab):
+    pytest.importorskip("visualization_msgs.msg")
+    from mobile_chemist.lab_map import occupancy_grid, read_pgm
+    from mobile_chemist.ros.lab_description_node import map_message, station_markers
+
+    msg = map_message(lab)
+    grid, resolution, origin = occupancy_grid(lab)
+    assert (msg.info.width, msg.info.height) == (grid.shape[1], grid.shape[0])
+    assert msg.info.resolution == pytest.approx(resolution)
+    assert sum(v == 100 for v in msg.data) == int(grid.sum()) > 0
+    # Same cells as the committed map file that map_server would serve (image rows top-down).
+    pgm = read_pgm(REPO / "maps" / "lab.pgm")
+    assert pgm.shape == grid.shape
+    markers = station_markers(lab).markers
+    names = {m.text for m in markers if m.ns == "names"}
+    assert names == set(lab.stations)
+    gc = next(m for m in markers if m.ns == "benches" and m.id == list(lab.stations).index("gc"))
+    assert (gc.pose.position.x, gc.pose.position.y) == lab.stations["gc"].footprint.center
+
+
+def test_rviz_config_shows_topics_the_nodes_publish():
+    """Every topic the RViz config subscribes is one a node of this package publishes."""
+    import re
+
+    import yaml
+
+    config = yaml.safe_load((REPO / "config" / "mobile_chemist.rviz").read_text())
+    topics = set()
+
+    def walk(node):
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key in ("Topic", "Description Topic") and isinstance(value, dict):
+                    topics.add(value["Value"])
+                walk(value)
+        elif isinstance(node, list):
+            for item in node:
+                walk(item)
+
+    walk(config)
+    published = set()
+    for path in (REPO / "mobile_chemist" / "ros").glob("*.py"):
+        published |= set(re.findall(r'"(/[a-z_/]+)"', path.read_text()))
+    assert topics - {"/initialpose"} <= published, topics - published
+    assert config["Visualization Manager"]["Global Options"]["Fixed Frame"] == "map"
