@@ -6,7 +6,7 @@ ENV := source scripts/env.sh &&
 DEMO_ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: setup test demo generate bench-planner bench-physics bench-navigation clean
+.PHONY: setup test demo generate bench-planner bench-physics bench-navigation bench-vision clean
 
 setup:
 	@scripts/setup.sh
@@ -24,6 +24,10 @@ bench-planner: setup
 # Builtin navigation in the MuJoCo lab: BENCH_ARGS="--quick", "--ros" (over the ROS graph).
 bench-navigation: setup
 	@$(ENV) python bench/navigation.py $(BENCH_ARGS)
+
+# Vision on the held-out synthetic set, HeinSight beside it, latency: BENCH_ARGS="--quick".
+bench-vision: setup
+	@$(ENV) python bench/vision.py $(BENCH_ARGS)
 
 # Regenerate the committed robot description and map from config/lab.yaml (tests check they
 # are in sync).

@@ -5,6 +5,8 @@
         `ros2 launch mobile_chemist sim_campaign.launch.py`) and run a campaign to its end.
     mobile-chemist report --database runs/x.db
         Summarise a campaign database, batch by batch.
+    mobile-chemist vision train|eval
+        Reproduce the vision models and their metrics (models/README.md).
 """
 
 from __future__ import annotations
@@ -86,6 +88,11 @@ def _report(args) -> int:
 
 
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["vision"]:  # its own parser: mobile_chemist/vision/cli.py
+        from mobile_chemist.vision.cli import main as vision_main
+
+        return vision_main(argv[1:])
     parser = argparse.ArgumentParser(prog="mobile-chemist", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)

@@ -104,7 +104,6 @@ def test_initial_design_is_the_latin_hypercube(space):
 def test_suggestions_feasible_distinct_and_new(space):
     opt = BatchBayesianOptimizer(space, seed=1, n_initial=16, **FAST)
     f = smooth(space)
-    rng = np.random.default_rng(0)
     observed = set()
     for _ in range(5):
         F = opt.suggest(14)

@@ -1,0 +1,86 @@
+"""mobile-chemist vision: reproduce the committed models and their metrics.
+
+    mobile-chemist vision train [--only detector|segmenter] [--no-install]
+        Render the synthetic training sets (runs/vision/, git-ignored), train the vial
+        detector (YOLOv8 layout from vial_detector.yaml, CPU, offline) and the phase segmenter from
+        scratch, and copy the weights into models/.
+    mobile-chemist vision eval [--scenes 200] [--heinsight-scenes 10] [--json PATH]
+        Score both backends on held-out synthetic scenes and time the pipeline
+        (the same as bench/vision.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import fields
+
+
+def _train(args) -> int:
+    from mobile_chemist.vision.train import (
+        TrainPlan,
+        install,
+        train_detector,
+        train_phase_segmenter,
+    )
+
+    plan = TrainPlan()
+    for f in fields(TrainPlan):
+        value = getattr(args, f.name, None)
+        if value is not None:
+            setattr(plan, f.name, value)
+    det = seg = None
+    if args.only in (None, "detector"):
+        det = train_detector(plan)
+    if args.only in (None, "segmenter"):
+        seg = train_phase_segmenter(plan)
+    if not args.no_install:
+        install(det, seg, plan)
+        print("[vision] installed into models/")
+    return 0
+
+
+def _eval(args) -> int:
+    from mobile_chemist.vision.evaluation import report, run_benchmark, save
+
+    res = run_benchmark(scenes=args.scenes, heinsight_scenes=args.heinsight_scenes,
+                        latency_frames=args.latency_frames, config=args.config)
+    print(report(res))
+    if args.json:
+        save(res, args.json)
+        print(f"[vision] wrote {args.json}")
+    return 0
+
+
+def build_parser(prog: str = "mobile-chemist vision") -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=prog, description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command", required=True)
+    t = sub.add_parser("train", help="train the project's vision models from synthetic data")
+    t.add_argument("--only", choices=("detector", "segmenter"))
+    t.add_argument("--no-install", action="store_true", help="leave models/ as it is")
+    # The plan's fields, overridable (the defaults made the committed models).
+    t.add_argument("--det-train-images", type=int)
+    t.add_argument("--det-epochs", type=int)
+    t.add_argument("--det-imgsz", type=int)
+    t.add_argument("--det-stage2-epochs", type=int)
+    t.add_argument("--seg-scenes", type=int)
+    t.add_argument("--seg-epochs", type=int)
+    t.set_defaults(func=_train)
+    e = sub.add_parser("eval", help="benchmark both backends on held-out synthetic scenes")
+    e.add_argument("--scenes", type=int, default=200)
+    e.add_argument("--heinsight-scenes", type=int, default=10)
+    e.add_argument("--latency-frames", type=int, default=10)
+    e.add_argument("--config", help="vision config (default config/vision.yaml)")
+    e.add_argument("--json", help="also write the results here")
+    e.set_defaults(func=_eval)
+    return p
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

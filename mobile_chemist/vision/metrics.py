@@ -1,0 +1,176 @@
+"""Scores of a pipeline against synthetic ground truth (used by bench/vision.py and eval)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from mobile_chemist.vision.classes import Phase, VialType
+from mobile_chemist.vision.pipeline import Detection
+from mobile_chemist.vision.synthetic import Scene, VialTruth, render_scene
+
+
+def iou(a: Sequence[float], b: Sequence[float]) -> float:
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def match(dets: Sequence[Detection], truths: Sequence[VialTruth], thr: float = 0.5,
+          same_class: bool = False) -> list[tuple[int, int]]:
+    """Greedy (by confidence) one-to-one matches (det index, truth index) at IoU >= thr."""
+    order = np.argsort([-d.confidence for d in dets])
+    used: set[int] = set()
+    pairs = []
+    for i in order:
+        best, best_j = thr, -1
+        for j, t in enumerate(truths):
+            if j in used or (same_class and int(dets[i].vial_type) != t.vial_type):
+                continue
+            o = iou(dets[i].box, t.box)
+            if o >= best:
+                best, best_j = o, j
+        if best_j >= 0:
+            used.add(best_j)
+            pairs.append((int(i), best_j))
+    return pairs
+
+
+def average_precision(scores: list[float], hits: list[bool], n_truth: int) -> float:
+    """All-point interpolated AP (VOC 2010+ / COCO style at one IoU)."""
+    if n_truth == 0:
+        return float("nan")
+    if not scores:
+        return 0.0
+    order = np.argsort(-np.asarray(scores))
+    tp = np.asarray(hits, dtype=float)[order]
+    ctp, cfp = np.cumsum(tp), np.cumsum(1 - tp)
+    recall = ctp / n_truth
+    precision = ctp / np.maximum(ctp + cfp, 1e-9)
+    mrec = np.concatenate([[0.0], recall, [1.0]])
+    mpre = np.concatenate([[1.0], precision, [0.0]])
+    mpre = np.maximum.accumulate(mpre[::-1])[::-1]
+    idx = np.flatnonzero(mrec[1:] != mrec[:-1])
+    return float(np.sum((mrec[idx + 1] - mrec[idx]) * mpre[idx + 1]))
+
+
+@dataclass
+class Tally:
+    """Everything collected over a set of scenes."""
+
+    det_scores: dict[int, list[float]] = field(default_factory=dict)
+    det_hits: dict[int, list[bool]] = field(default_factory=dict)
+    n_truth: dict[int, int] = field(default_factory=dict)
+    tp: dict[int, int] = field(default_factory=dict)      # at the deployed threshold
+    fp: dict[int, int] = field(default_factory=dict)
+    type_ok: list[bool] = field(default_factory=list)
+    cap_ok: list[bool] = field(default_factory=list)
+    content: list[tuple[int, int]] = field(default_factory=list)  # (truth, predicted)
+    fill_err: list[float] = field(default_factory=list)
+    latency_ms: list[float] = field(default_factory=list)
+    # Class-agnostic ("a vial, whatever its type"), next to the per-type figures.
+    any_scores: list[float] = field(default_factory=list)
+    any_hits: list[bool] = field(default_factory=list)
+    any_truth: int = 0
+    any_tp: int = 0
+    any_fp: int = 0
+
+
+def evaluate(run: Callable[[np.ndarray], list[Detection]], seeds: Iterable[int],
+             conf_threshold: float, class_agnostic: bool = False, judge_type: bool = True,
+             judge_cap: bool = True, scenes: Callable[[int], Scene] = render_scene) -> dict:
+    """Run `run` on the scenes of `seeds` and score it (see Tally)."""
+    t = Tally()
+    for seed in seeds:
+        scene = scenes(int(seed))
+        t0 = time.perf_counter()
+        dets = run(scene.image)
+        t.latency_ms.append((time.perf_counter() - t0) * 1000)
+        truths = scene.vials
+        key = (lambda v: 0) if class_agnostic else (lambda v: int(v))
+        for v in truths:
+            t.n_truth[key(v.vial_type)] = t.n_truth.get(key(v.vial_type), 0) + 1
+        # AP: a detection is a hit if it matches a same-class truth (class-agnostic: any).
+        hits = {i for i, _ in match(dets, truths, same_class=not class_agnostic)}
+        for i, d in enumerate(dets):
+            k = key(d.vial_type)
+            t.det_scores.setdefault(k, []).append(d.confidence)
+            t.det_hits.setdefault(k, []).append(i in hits)
+            if d.confidence >= conf_threshold:
+                if i in hits:
+                    t.tp[k] = t.tp.get(k, 0) + 1
+                else:
+                    t.fp[k] = t.fp.get(k, 0) + 1
+        any_hits = {i for i, _ in match(dets, truths)}
+        t.any_truth += len(truths)
+        for i, d in enumerate(dets):
+            t.any_scores.append(d.confidence)
+            t.any_hits.append(i in any_hits)
+            if d.confidence >= conf_threshold:
+                t.any_tp += i in any_hits
+                t.any_fp += i not in any_hits
+        kept = [d for d in dets if d.confidence >= conf_threshold]
+        for i, j in match(kept, truths):
+            d, v = kept[i], truths[j]
+            if judge_type:
+                t.type_ok.append(int(d.vial_type) == v.vial_type)
+            if judge_cap:
+                t.cap_ok.append(d.cap_present == v.cap)
+            t.content.append((v.content, int(d.content)))
+            if np.isfinite(d.fill_level):
+                t.fill_err.append(abs(d.fill_level - v.fill_level))
+            else:
+                t.fill_err.append(1.0)
+    return summarise(t, class_agnostic)
+
+
+def summarise(t: Tally, class_agnostic: bool) -> dict:
+    names = {0: "vial"} if class_agnostic else {int(v): VialType(v).label for v in t.n_truth}
+    per_class = {}
+    for k, name in sorted(names.items()):
+        n = t.n_truth.get(k, 0)
+        tp, fp = t.tp.get(k, 0), t.fp.get(k, 0)
+        per_class[name] = {
+            "truth": n, "ap50": average_precision(t.det_scores.get(k, []),
+                                                  t.det_hits.get(k, []), n),
+            "precision": tp / (tp + fp) if tp + fp else float("nan"),
+            "recall": tp / n if n else float("nan")}
+    aps = [c["ap50"] for c in per_class.values() if np.isfinite(c["ap50"])]
+    truth = np.array([a for a, _ in t.content], dtype=int)
+    pred = np.array([b for _, b in t.content], dtype=int)
+    phase = {}
+    for p in Phase:
+        sel = truth == int(p)
+        phase[p.label] = {"n": int(sel.sum()),
+                          "recall": float((pred[sel] == int(p)).mean()) if sel.any() else float("nan"),
+                          "precision": float((truth[pred == int(p)] == int(p)).mean())
+                          if (pred == int(p)).any() else float("nan")}
+    confusion = np.zeros((len(Phase), len(Phase)), dtype=int)
+    for a, b in t.content:
+        confusion[a, b] += 1
+    fe = np.asarray(t.fill_err, dtype=float)
+    lat = np.asarray(t.latency_ms, dtype=float)
+    return {
+        "detection": {
+            "per_class": per_class, "map50": float(np.mean(aps)) if aps else float("nan"),
+            "any_vial": {"truth": t.any_truth,
+                         "ap50": average_precision(t.any_scores, t.any_hits, t.any_truth),
+                         "precision": t.any_tp / max(t.any_tp + t.any_fp, 1),
+                         "recall": t.any_tp / max(t.any_truth, 1)}},
+        "vial_type_accuracy": float(np.mean(t.type_ok)) if t.type_ok else float("nan"),
+        "cap_accuracy": float(np.mean(t.cap_ok)) if t.cap_ok else float("nan"),
+        "phase_accuracy": float((truth == pred).mean()) if len(truth) else float("nan"),
+        "phase_per_class": phase,
+        "phase_confusion": confusion.tolist(),
+        "fill_error": {"n": len(fe),
+                       "mean": float(fe.mean()) if len(fe) else float("nan"),
+                       "p95": float(np.percentile(fe, 95)) if len(fe) else float("nan")},
+        "matched_vials": len(t.content),
+        "latency_ms": {"mean": float(lat.mean()) if len(lat) else float("nan"),
+                       "p95": float(np.percentile(lat, 95)) if len(lat) else float("nan")},
+    }

@@ -1,0 +1,391 @@
+"""Deterministic synthetic vial scenes with exact labels (2-D numpy/OpenCV compositing).
+
+A scene is one or two racks of up to 16 vials in total, seen from the side: the vial
+type (2 mL GC, 4 mL, 20 mL headspace) with its real proportions, glass with wall shading
+and a specular stripe, a cap or a bare threaded neck, and contents from one of seven
+classes (empty, clear liquid, turbid liquid, powder, two liquid phases, residue on the
+wall, foam on a liquid) with random colours, transparencies and fill levels, over random
+backgrounds, lighting, camera distance, blur, noise and JPEG compression.
+
+`render_scene(seed)` is a pure function of the seed, so a data set is the list of its
+seeds: training uses seeds from TRAIN_SEED_BASE up, held-out evaluation EVAL_SEED_BASE up.
+Labels are exact because every pixel is drawn from the geometry the labels describe.
+"""
+
+from __future__ import annotations
+
+import colorsys
+import json
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from mobile_chemist.vision.classes import BULK_ROWS, DETECTOR_CLASSES, Phase, Row, VialType
+
+#: Seed ranges: the benchmark uses seeds that training never sees.
+TRAIN_SEED_BASE = 0
+VAL_SEED_BASE = 5_000_000
+EVAL_SEED_BASE = 10_000_000
+SEG_SEED_BASE = 20_000_000
+
+#: Real proportions in mm: outer diameter, glass height (cap excluded), neck width as a
+#: fraction of the diameter, neck and shoulder heights, cap height and width fraction.
+GEOMETRY = {
+    VialType.GC_2ML: dict(d=12.0, h=29.0, neck_w=0.70, neck_h=4.5, shoulder=1.8, cap_h=6.5,
+                          cap_w=0.95, round_bottom=False),
+    VialType.VIAL_4ML: dict(d=15.0, h=45.0, neck_w=0.88, neck_h=6.0, shoulder=0.8, cap_h=9.5,
+                            cap_w=1.02, round_bottom=False),
+    VialType.HEADSPACE_20ML: dict(d=23.0, h=75.0, neck_w=0.87, neck_h=7.0, shoulder=5.0,
+                                  cap_h=7.0, cap_w=0.90, round_bottom=True),
+}
+CONTENT_CLASSES = tuple(Phase)
+
+
+@dataclass
+class VialTruth:
+    """Exact labels of one vial."""
+
+    box: tuple[float, float, float, float]  # x1, y1, x2, y2 (cap included)
+    vial_type: int
+    cap: bool
+    content: int
+    glass_top: float
+    glass_bottom: float
+    fill_level: float
+    # (top, bottom, Row) in image rows, top to bottom, from the cap (or glass) to the bottom.
+    segments: list[tuple[float, float, int]] = field(default_factory=list)
+
+    def layers(self) -> list[tuple[float, float, Phase]]:
+        """Layers (top, bottom, Phase) from top to bottom, as the node reports them."""
+        from mobile_chemist.vision.classes import ROW_TO_PHASE
+
+        out: list[tuple[float, float, Phase]] = []
+        for top, bottom, row in self.segments:
+            phase = ROW_TO_PHASE[Row(row)]
+            if phase is None:
+                continue
+            if out and out[-1][2] == phase and Row(row) not in (Row.LIQUID_LOWER,):
+                out[-1] = (out[-1][0], bottom, phase)
+            else:
+                out.append((top, bottom, phase))
+        return out
+
+
+@dataclass
+class Scene:
+    image: np.ndarray                # H x W x 3 uint8, BGR
+    vials: list[VialTruth]
+    seed: int
+
+
+def _colour(rng: np.random.Generator, sat=(0.0, 1.0), val=(0.25, 1.0)) -> np.ndarray:
+    h, s, v = rng.random(), rng.uniform(*sat), rng.uniform(*val)
+    r, g, b = colorsys.hsv_to_rgb(h, s, v)
+    return np.array([b, g, r], dtype=np.float32) * 255.0
+
+
+def _background(rng: np.random.Generator, w: int, h: int) -> np.ndarray:
+    base = _colour(rng, sat=(0.0, 0.5), val=(0.15, 0.95))
+    other = np.clip(base + rng.normal(0, 40, 3), 0, 255)
+    t = np.linspace(0, 1, h if rng.random() < 0.5 else w, dtype=np.float32)
+    grad = t[:, None, None] if len(t) == h else t[None, :, None]
+    img = np.broadcast_to(base * (1 - grad) + other * grad, (h, w, 3)).copy()
+    for _ in range(rng.integers(0, 6)):  # clutter: panels, shelves, equipment edges
+        x0, y0 = rng.integers(0, w), rng.integers(0, h)
+        x1, y1 = x0 + rng.integers(20, w // 2), y0 + rng.integers(10, h // 2)
+        img[y0:y1, x0:x1] = np.clip(img[y0:y1, x0:x1] * rng.uniform(0.6, 1.3)
+                                    + rng.normal(0, 25, 3), 0, 255)
+    noise = cv2.resize(rng.normal(0, 1, (h // 16 + 1, w // 16 + 1)).astype(np.float32), (w, h))
+    img += noise[..., None] * rng.uniform(0, 12)
+    return img
+
+
+def _half_widths(g: dict, s: float, yt: float, yb: float, ys: np.ndarray) -> np.ndarray:
+    """Outer half-width of the glass at image rows `ys` (0 outside the glass)."""
+    r = g["d"] * s / 2
+    neck_end = yt + g["neck_h"] * s
+    shoulder_end = neck_end + g["shoulder"] * s
+    hw = np.full(ys.shape, r, dtype=np.float32)
+    hw[ys < shoulder_end] = r * g["neck_w"] + (r - r * g["neck_w"]) * np.clip(
+        (ys[ys < shoulder_end] - neck_end) / max(g["shoulder"] * s, 1e-3), 0, 1)
+    if g["round_bottom"]:
+        rb = 0.35 * g["d"] * s
+        low = ys > yb - rb
+        hw[low] = r * np.sqrt(np.clip(1 - ((ys[low] - (yb - rb)) / rb) ** 2, 0.05, 1))
+    hw[(ys < yt) | (ys > yb)] = 0
+    return hw
+
+
+def _contents(rng: np.random.Generator, content: Phase) -> list[tuple[float, float, Row]]:
+    """Layers as (bottom, top) fractions of the interior height, bottom up, with their row."""
+    f = rng.uniform(0.12, 0.82)
+    if content == Phase.HOMOGENEOUS:
+        layers = [(0.0, f, Row.LIQUID)]
+        if rng.random() < 0.2:
+            layers.append((f, min(0.95, f + rng.uniform(0.05, 0.2)), Row.RESIDUE))
+        return layers
+    if content == Phase.HETEROGENEOUS:
+        return [(0.0, f, Row.TURBID)]
+    if content == Phase.SOLID:
+        f = rng.uniform(0.08, 0.5)
+        layers = [(0.0, f, Row.SOLID)]
+        if rng.random() < 0.2:
+            layers.append((f, min(0.95, f + rng.uniform(0.05, 0.2)), Row.RESIDUE))
+        return layers
+    if content == Phase.TWO_LIQUID:
+        f = rng.uniform(0.3, 0.85)
+        f1 = rng.uniform(0.35, 0.65) * f
+        return [(0.0, f1, Row.LIQUID_LOWER), (f1, f, Row.LIQUID_UPPER)]
+    if content == Phase.RESIDUE:
+        r0 = rng.uniform(0.0, 0.4)
+        return [(r0, min(0.95, r0 + rng.uniform(0.15, 0.45)), Row.RESIDUE)]
+    if content == Phase.FOAM:
+        f = rng.uniform(0.15, 0.7)
+        return [(0.0, f, Row.LIQUID), (f, min(0.95, f + rng.uniform(0.06, 0.2)), Row.FOAM)]
+    return []
+
+
+def _draw_vial(img: np.ndarray, rng: np.random.Generator, vtype: VialType, cx: float,
+               yb: float, s: float, cap: bool, content: Phase) -> VialTruth:
+    g = GEOMETRY[vtype]
+    h_img, w_img = img.shape[:2]
+    yt = yb - g["h"] * s
+    r = g["d"] * s / 2
+    cap_h = g["cap_h"] * s
+    y0, y1 = int(np.floor(yt - cap_h)) - 1, int(np.ceil(yb)) + 2
+    x0, x1 = int(np.floor(cx - r)) - 2, int(np.ceil(cx + r)) + 2
+    y0c, y1c, x0c, x1c = max(y0, 0), min(y1, h_img), max(x0, 0), min(x1, w_img)
+    ys = np.arange(y0c, y1c, dtype=np.float32) + 0.5
+    xs = np.arange(x0c, x1c, dtype=np.float32) + 0.5
+    patch = img[y0c:y1c, x0c:x1c]
+    hw = _half_widths(g, s, yt, yb, ys)[:, None]
+    dx = np.abs(xs[None, :] - cx)
+    glass = dx <= hw
+    wall = max(1.0, 0.07 * 2 * r)
+    hw_in = np.maximum(hw - wall, 0)
+    inner = dx <= hw_in
+    inner_bottom = yb - max(1.0, 0.05 * g["h"] * s)
+
+    # Glass: the background shows through, slightly lighter, darker at the walls.
+    tint = rng.uniform(0.85, 1.0)
+    lift = rng.uniform(5, 30)
+    glassy = patch * tint + lift
+    edge = glass & ~inner
+    glassy[edge] = patch[edge] * rng.uniform(0.45, 0.75) + rng.uniform(0, 40)
+    patch[glass] = glassy[glass]
+
+    # Contents, bottom up, in fractions of the interior height.
+    layers = _contents(rng, content)
+    inner_h = inner_bottom - yt
+    rel = np.clip(dx / np.maximum(hw_in, 1e-3), 0, 1)
+    shade = (0.7 + 0.3 * np.sqrt(1 - rel ** 2))[..., None]  # cylindrical shading
+    row_bg = patch.mean(axis=1, keepdims=True)  # what a liquid lens shows: a smeared background
+    prev_colour = None
+    for lo, hi, row in layers:
+        y_lo, y_hi = inner_bottom - lo * inner_h, inner_bottom - hi * inner_h
+        # The bottom layer also fills the glass bottom below the inner floor.
+        sel_rows = (ys >= y_hi) & (ys < (yb if lo == 0.0 else y_lo))
+        m = inner & sel_rows[:, None]
+        if row == Row.SOLID:
+            m = glass & sel_rows[:, None] & (dx <= hw - 0.5)
+        if not m.any():
+            continue
+        n = int(m.sum())
+        if row in (Row.LIQUID, Row.LIQUID_UPPER, Row.LIQUID_LOWER):
+            colour = _colour(rng, sat=(0.0, 1.0), val=(0.3, 1.0))
+            alpha = rng.uniform(0.25, 0.9)
+            if prev_colour is not None:  # two phases must look different
+                for _ in range(20):
+                    if np.abs(colour - prev_colour).sum() > 150:
+                        break
+                    colour = _colour(rng, sat=(0.0, 1.0), val=(0.3, 1.0))
+            prev_colour = colour
+            base = np.broadcast_to(row_bg, patch.shape) * 0.9
+            val = (1 - alpha) * base + alpha * colour[None, None] * shade
+            patch[m] = val[m]
+            # Meniscus: a dark curved line at the top surface.
+            top_row = int(np.clip(np.floor(y_hi) - y0c, 0, patch.shape[0] - 1))
+            lm = inner[top_row] & (ys[top_row] >= y_hi - 1.5)
+            patch[top_row, lm] *= rng.uniform(0.4, 0.7)
+        elif row == Row.TURBID:
+            colour = _colour(rng, sat=(0.0, 0.6), val=(0.45, 1.0))
+            alpha = rng.uniform(0.75, 0.98)
+            noise = cv2.GaussianBlur(rng.normal(0, 1, patch.shape[:2]).astype(np.float32),
+                                     (0, 0), rng.uniform(0.7, 2.0))[..., None]
+            val = (1 - alpha) * patch + alpha * colour * shade + noise * rng.uniform(6, 18)
+            patch[m] = val[m]
+            top_row = int(np.clip(np.floor(y_hi) - y0c, 0, patch.shape[0] - 1))
+            patch[top_row, inner[top_row]] *= rng.uniform(0.5, 0.8)
+        elif row == Row.SOLID:
+            colour = _colour(rng, sat=(0.0, 0.7), val=(0.2, 1.0))
+            grain = rng.normal(0, rng.uniform(15, 40), (n, 1)).astype(np.float32)
+            patch[m] = np.clip(colour[None] * shade[m] + grain, 0, 255)
+        elif row == Row.FOAM:
+            base = rng.uniform(190, 245)
+            noise = rng.normal(0, 1, patch.shape[:2]).astype(np.float32)
+            bubbles = cv2.GaussianBlur(noise, (0, 0), rng.uniform(0.6, 1.5))
+            val = (base + bubbles * 35)[..., None] * shade * np.ones(3, np.float32)
+            patch[m] = val[m]
+        elif row == Row.RESIDUE:
+            colour = _colour(rng, sat=(0.0, 0.8), val=(0.2, 0.9))
+            blot = cv2.resize(rng.random((max(2, patch.shape[0] // 4), max(2, patch.shape[1] // 3))
+                                         ).astype(np.float32), patch.shape[1::-1])
+            cover = (blot > rng.uniform(0.2, 0.5))
+            mm = m & cover | (m & (dx > hw_in * 0.8))
+            alpha = rng.uniform(0.5, 0.85)
+            val = (1 - alpha) * patch + alpha * colour
+            patch[mm] = val[mm]
+
+    # Specular stripe on the glass (over the contents), left of the axis.
+    sx = cx - rng.uniform(0.2, 0.45) * r
+    stripe = glass & (np.abs(xs[None, :] - sx) < max(0.6, 0.06 * 2 * r))
+    patch[stripe] = patch[stripe] * 0.5 + rng.uniform(120, 240) * 0.5
+
+    # Cap, or the bare neck with its rim and thread.
+    cap_w = g["cap_w"] * r
+    if cap:
+        crimp = vtype == VialType.HEADSPACE_20ML or (vtype == VialType.GC_2ML and rng.random() < 0.4)
+        cm = (ys[:, None] >= yt - cap_h) & (ys[:, None] < yt) & (dx <= cap_w)
+        if crimp:  # aluminium: vertical metallic gradient
+            grey = rng.uniform(120, 220)
+            val = (grey * (0.6 + 0.4 * np.cos(np.clip(dx / cap_w, 0, 1) * 1.4)))[..., None] \
+                * np.array([1.0, 1.0, 1.03], np.float32) * np.ones((len(ys), 1, 1), np.float32)
+        else:  # plastic screw cap with ridges
+            colour = _colour(rng, sat=(0.0, 1.0), val=(0.1, 0.95))
+            ridges = 0.8 + 0.2 * (np.floor((xs - cx) / max(1.5, 0.12 * r)) % 2)
+            val = colour[None, None] * ridges[None, :, None] * np.ones((len(ys), 1, 1), np.float32)
+            val = val * (0.75 + 0.25 * np.cos(np.clip(dx / cap_w, 0, 1) * 1.3))[..., None]
+        patch[cm] = val[cm]
+        # Dark seam where the cap meets the glass.
+        seam = int(np.clip(np.floor(yt) - y0c, 0, patch.shape[0] - 1))
+        patch[seam, dx[0] <= cap_w] *= 0.6
+    else:
+        rim = int(np.clip(np.floor(yt) - y0c, 0, patch.shape[0] - 1))
+        patch[rim, glass[min(rim + 1, len(ys) - 1)]] = rng.uniform(180, 250)
+        if vtype != VialType.HEADSPACE_20ML:  # thread on screw necks
+            neck_rows = (ys > yt + 1) & (ys < yt + g["neck_h"] * s * 0.9)
+            period = max(2.0, 1.2 * s)
+            thread = neck_rows[:, None] & glass & (((ys[:, None] + 0.3 * dx) % period) < period / 3)
+            patch[thread] *= 0.7
+
+    # Labels: rows from the cap to the glass bottom.
+    segs: list[tuple[float, float, int]] = []
+    if cap:
+        segs.append((yt - cap_h, yt, int(Row.CAP)))
+    # Row y belongs to the layer containing it; above the top layer is headspace.
+    bounds: list[tuple[float, float, Row]] = []
+    for lo, hi, row in layers:
+        y_lo = yb if lo == 0.0 else inner_bottom - lo * inner_h
+        bounds.append((inner_bottom - hi * inner_h, y_lo, row))
+    bounds.sort()
+    cursor = yt
+    for top, bottom, row in bounds:
+        if top > cursor:
+            segs.append((cursor, top, int(Row.HEADSPACE)))
+        segs.append((top, bottom, int(row)))
+        cursor = bottom
+    if cursor < yb:
+        # Empty (or residue-only) vials: the glass floor counts as headspace.
+        segs.append((cursor, yb, int(Row.HEADSPACE)))
+    bulk_tops = [top for top, _, row in bounds if row in BULK_ROWS]
+    fill = (yb - min(bulk_tops)) / (yb - yt) if bulk_tops else 0.0
+    box = (cx - max(r, cap_w if cap else 0.0), yt - (cap_h if cap else 0.0),
+           cx + max(r, cap_w if cap else 0.0), yb)
+    return VialTruth(box=tuple(float(v) for v in box), vial_type=int(vtype), cap=bool(cap),
+                     content=int(content), glass_top=float(yt), glass_bottom=float(yb),
+                     fill_level=float(fill), segments=segs)
+
+
+def render_scene(seed: int, width: int = 640, height: int = 480,
+                 max_vials: int = 16, n_vials: int | None = None) -> Scene:
+    """One random scene, a pure function of its arguments.
+
+    `n_vials` forces one rack with exactly that many vials (the latency benchmark's
+    16-vial rack); otherwise one or two racks of random size hold up to `max_vials`.
+    """
+    rng = np.random.default_rng(seed)
+    img = _background(rng, width, height)
+    n_racks = 1 if rng.random() < 0.6 or n_vials else 2
+    vials: list[VialTruth] = []
+    band = height / n_racks
+    for k in range(n_racks):
+        vtype = DETECTOR_CLASSES[rng.integers(0, len(DETECTOR_CLASSES))]
+        g = GEOMETRY[vtype]
+        n = int(rng.integers(1, (max_vials if n_racks == 1 else max_vials // 2) + 1))
+        n = n_vials or n
+        pitch_f = rng.uniform(1.12, 1.7)
+        s_fit = min(0.94 * width / (n * g["d"] * pitch_f),
+                    0.85 * band / (g["h"] + g["cap_h"] + 4))
+        s = min(rng.uniform(0.9, 3.2), s_fit)
+        s = max(s, min(0.9, s_fit))
+        pitch = g["d"] * s * pitch_f
+        row_w = n * pitch
+        x_start = rng.uniform(0, max(width - row_w, 0)) + pitch / 2
+        tall = (g["h"] + g["cap_h"]) * s
+        yb = k * band + rng.uniform(tall + 4, band - 4) if band - 4 > tall + 4 else (k + 1) * band - 4
+        # Rack: a back panel behind the lower part of the vials and a shelf under them.
+        rack_col = _colour(rng, sat=(0.0, 0.6), val=(0.1, 0.9))
+        if rng.random() < 0.8:
+            ry0 = int(yb - rng.uniform(0.2, 0.6) * g["h"] * s)
+            rx0, rx1 = int(max(0, x_start - pitch / 2 - 5)), int(min(width, x_start + row_w))
+            img[max(ry0, 0):int(yb), rx0:rx1] = img[max(ry0, 0):int(yb), rx0:rx1] * 0.3 + rack_col * 0.7
+        shelf_h = int(rng.uniform(3, 12))
+        img[int(yb):min(height, int(yb) + shelf_h)] = rack_col * rng.uniform(0.5, 1.0)
+        for i in range(n):
+            if rng.random() < 0.1 and not n_vials:  # an empty slot
+                continue
+            cx = x_start + i * pitch + rng.uniform(-0.03, 0.03) * pitch
+            content = CONTENT_CLASSES[rng.integers(0, len(CONTENT_CLASSES))]
+            cap = bool(rng.random() < 0.6)
+            vials.append(_draw_vial(img, rng, vtype, cx, yb, s, cap, content))
+    # Lighting and camera: gain, colour cast, vignetting, blur, sensor noise, JPEG.
+    img = img * rng.uniform(0.65, 1.3) + rng.uniform(-25, 25)
+    img *= (1 + rng.normal(0, 0.06, 3)).astype(np.float32)
+    if rng.random() < 0.5:
+        yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+        r2 = ((xx - width / 2) / width) ** 2 + ((yy - height / 2) / height) ** 2
+        img *= (1 - rng.uniform(0, 0.8) * r2)[..., None]
+    sigma = rng.uniform(0, 1.1)
+    if sigma > 0.3:
+        img = cv2.GaussianBlur(img, (0, 0), sigma)
+    img += rng.normal(0, rng.uniform(0, 6), img.shape).astype(np.float32)
+    out = np.clip(img, 0, 255).astype(np.uint8)
+    if rng.random() < 0.5:
+        _, buf = cv2.imencode(".jpg", out, [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(45, 95))])
+        out = cv2.imdecode(buf, cv2.IMREAD_COLOR)
+    vials.sort(key=lambda v: (round(v.box[3] / 40), v.box[0]))
+    return Scene(image=out, vials=vials, seed=seed)
+
+
+def write_yolo_dataset(root: Path, train_seeds: Iterable[int], val_seeds: Iterable[int]) -> Path:
+    """Write images + YOLO labels + data.yaml under `root`; returns data.yaml."""
+    root = Path(root)
+    for split, seeds in (("train", train_seeds), ("val", val_seeds)):
+        (root / "images" / split).mkdir(parents=True, exist_ok=True)
+        (root / "labels" / split).mkdir(parents=True, exist_ok=True)
+        for seed in seeds:
+            scene = render_scene(seed)
+            h, w = scene.image.shape[:2]
+            name = f"s{seed:09d}"
+            cv2.imwrite(str(root / "images" / split / f"{name}.png"), scene.image)
+            lines = []
+            for v in scene.vials:
+                x1, y1, x2, y2 = np.clip(v.box, 0, [w, h, w, h])
+                if x2 - x1 < 2 or y2 - y1 < 2:
+                    continue
+                cls = DETECTOR_CLASSES.index(VialType(v.vial_type))
+                lines.append(f"{cls} {(x1 + x2) / 2 / w:.6f} {(y1 + y2) / 2 / h:.6f} "
+                             f"{(x2 - x1) / w:.6f} {(y2 - y1) / h:.6f}")
+            (root / "labels" / split / f"{name}.txt").write_text("\n".join(lines) + "\n")
+    data = root / "data.yaml"
+    names = {i: t.label for i, t in enumerate(DETECTOR_CLASSES)}
+    data.write_text(json.dumps({"path": str(root.resolve()), "train": "images/train",
+                                "val": "images/val", "names": names}, indent=1))
+    return data
+
+
+def scene_truth_json(scene: Scene) -> str:
+    return json.dumps({"seed": scene.seed, "vials": [asdict(v) for v in scene.vials]})
