@@ -25,16 +25,9 @@ from typing import Callable, Mapping, Protocol, Sequence
 
 from mobile_chemist.config import CampaignConfig, LabConfig
 from mobile_chemist.database import CampaignDatabase, ExperimentRecord
+from mobile_chemist.stations import VialResult
 from mobile_chemist.workflow import (ExecuteStep, NavigateStep, TransferStep, Workflow,
                                      measurement_step_index)
-
-
-@dataclass
-class VialOutcome:
-    success: bool
-    error_code: int = 0
-    message: str = ""
-    measurements: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -44,7 +37,7 @@ class StepOutcome:
     success: bool
     error_code: int = 0
     message: str = ""
-    vials: dict[str, VialOutcome] = field(default_factory=dict)  # vial id -> outcome
+    vials: dict[str, VialResult] = field(default_factory=dict)  # vial id -> outcome
     unknown_request: bool = False   # recover_only and the server had no record
     server_started: float = math.nan  # the server's wall-clock start (time.time())
 

@@ -160,6 +160,12 @@ class CampaignDatabase:
     def _transaction(self) -> "_Tx":
         return CampaignDatabase._Tx(self)
 
+    def _rows(self, table: str, batch: int | None) -> list[sqlite3.Row]:
+        """All rows of `table` (one of ours, never user input), optionally of one batch."""
+        where, args = ("WHERE batch=?", (batch,)) if batch is not None else ("", ())
+        with self._lock:
+            return self._db.execute(f"SELECT * FROM {table} {where} ORDER BY id", args).fetchall()
+
     # -- metadata ---------------------------------------------------------------------
     def get_meta(self, key: str) -> str | None:
         with self._lock:
@@ -208,13 +214,7 @@ class CampaignDatabase:
                            "WHERE batch=? AND status='planned'", (batch,))
 
     def experiments(self, batch: int | None = None) -> list[ExperimentRecord]:
-        query = "SELECT * FROM experiments"
-        args: tuple = ()
-        if batch is not None:
-            query += " WHERE batch=?"
-            args = (batch,)
-        with self._lock:
-            rows = self._db.execute(query + " ORDER BY id", args).fetchall()
+        rows = self._rows("experiments", batch)
         return [ExperimentRecord(
             id=r["id"], batch=r["batch"], position=r["position"], vial_id=r["vial_id"],
             is_control=bool(r["is_control"]), parameters=json.loads(r["parameters"]),
@@ -278,13 +278,8 @@ class CampaignDatabase:
                            (int(ok), msg, _dumps(data), exp_id, step_id))
 
     def steps(self, batch: int | None = None) -> list[StepRecord]:
-        query = "SELECT * FROM steps"
-        args: tuple = ()
-        if batch is not None:
-            query += " WHERE batch=?"
-            args = (batch,)
+        rows = self._rows("steps", batch)
         with self._lock:
-            rows = self._db.execute(query + " ORDER BY id", args).fetchall()
             links = self._db.execute("SELECT * FROM experiment_steps").fetchall()
         by_step: dict[int, list] = {}
         for link in links:

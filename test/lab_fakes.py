@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 
-from mobile_chemist.campaign import StepOutcome, VialOutcome
+from mobile_chemist.campaign import StepOutcome
 from mobile_chemist.ledger import RequestLedger, UnknownRequest
 from mobile_chemist.robot_sim import DiscreteEventRobot, MotionRefused
 from mobile_chemist.stations import (GoalRejected, OperationGoal, SimulatedLab, make_driver,
@@ -96,8 +96,7 @@ class InProcessLab:
             spec = self.stations[station].operations[operation]
             res = self.drivers[station].execute(spec, goal, params, lambda *a: None, self._sleep)
             return StepOutcome(res.success, int(res.error_code), res.message,
-                               {v.vial_id: VialOutcome(v.success, int(v.error_code), v.message,
-                                                       v.measurements) for v in res.vials})
+                               {v.vial_id: v for v in res.vials})
         return self._run(request_id, f"execute {station}", work, recover_only)
 
 

@@ -17,8 +17,9 @@ from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.node import Node
 
 from mobile_chemist.action import ExecuteOperation, NavigateToStation, TransferLabware
-from mobile_chemist.campaign import StepOutcome, VialOutcome
+from mobile_chemist.campaign import StepOutcome
 from mobile_chemist.msg import VialParameters
+from mobile_chemist.stations import VialResult
 from mobile_chemist.ros.common import from_named_values, from_time_msg, now_s, to_named_values
 
 
@@ -78,8 +79,8 @@ class LabClient:
         result, status = self._call(self._stations[station], goal)
         outcome = self._outcome(result, status, ExecuteOperation.Result.ERROR_UNKNOWN_REQUEST)
         if result is not None:
-            outcome.vials = {v.vial_id: VialOutcome(v.success, v.error_code, v.message,
-                                                    from_named_values(v.measurements))
+            outcome.vials = {v.vial_id: VialResult(v.vial_id, v.success, v.error_code, v.message,
+                                                   from_named_values(v.measurements))
                              for v in result.vials}
         return outcome
 

@@ -15,16 +15,14 @@ import threading
 import time
 
 import numpy as np
-import rclpy
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 
 from mobile_chemist.msg import VialDetection, VialDetections, VialPhase
-from mobile_chemist.ros.common import declare
+from mobile_chemist.ros.common import declare, spin_node
 from mobile_chemist.srv import InspectVials
 from mobile_chemist.vision.pipeline import (
     Detection,
@@ -214,14 +212,4 @@ class VisionNode(Node):
 
 
 def main(args=None):
-    rclpy.init(args=args)
-    node = VisionNode()
-    executor = MultiThreadedExecutor(num_threads=3)
-    executor.add_node(node)
-    try:
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
+    spin_node(VisionNode, args, num_threads=3)
