@@ -101,6 +101,22 @@ class GraphSleeper:
         return True
 
 
+def end_goal(goal_handle, *, success: bool, canceled: bool, logger=None, message: str = ""):
+    """Set a goal's terminal state the way every server here does.
+
+    Canceled only if the client asked for it; a failure is logged (when a logger is given)
+    and aborts the goal, whose result still carries the error code and message.
+    """
+    if canceled and goal_handle.is_cancel_requested:
+        goal_handle.canceled()
+    elif success:
+        goal_handle.succeed()
+    else:
+        if logger is not None:
+            logger.warning(message)
+        goal_handle.abort()
+
+
 def spin_node(node_class, args=None, num_threads: int = 4) -> None:
     """The main() of a node that only serves callbacks: init, spin until Ctrl-C, clean up."""
     import rclpy

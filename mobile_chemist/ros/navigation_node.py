@@ -32,7 +32,7 @@ from mobile_chemist.navigation import (LaserMount, NavError, NavigationConfig,
                                        NavigationRefused, Navigator, Phase,
                                        laser_mounts_from_description, scan_to_points)
 from mobile_chemist.navigation.geometry import as_array, between, compose, transform_points
-from mobile_chemist.ros.common import spin_node, LATCHED_QOS, declare, from_time_msg, now_s, to_time_msg
+from mobile_chemist.ros.common import end_goal, spin_node, LATCHED_QOS, declare, from_time_msg, now_s, to_time_msg
 
 try:  # tf2_msgs is not among the pip-installed ROS 2 core packages everywhere
     from tf2_msgs.msg import TFMessage
@@ -328,13 +328,8 @@ class NavigationNode(Node):
         result.docking_correction = Pose2DMsg(x=float(out.correction[0]),
                                               y=float(out.correction[1]),
                                               theta=float(out.correction[2]))
-        if out.error_code == NavError.CANCELED and goal_handle.is_cancel_requested:
-            goal_handle.canceled()
-        elif out.success:
-            goal_handle.succeed()
-        else:
-            self.get_logger().warning(out.message)
-            goal_handle.abort()
+        end_goal(goal_handle, success=out.success, canceled=out.error_code == NavError.CANCELED,
+                 logger=self.get_logger(), message=out.message)
         return result
 
     def _wait_for_sensors(self) -> str | None:

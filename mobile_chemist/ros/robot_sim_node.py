@@ -18,7 +18,7 @@ from mobile_chemist.action import NavigateToStation, TransferLabware
 from mobile_chemist.config import load_lab
 from mobile_chemist.ledger import RequestLedger, UnknownRequest
 from mobile_chemist.robot_sim import DiscreteEventRobot, MotionRefused
-from mobile_chemist.ros.common import spin_node, LATCHED_QOS, GraphSleeper, declare, now_s, to_time_msg
+from mobile_chemist.ros.common import end_goal, spin_node, LATCHED_QOS, GraphSleeper, declare, now_s, to_time_msg
 from mobile_chemist.srv import GetLabState
 
 
@@ -147,13 +147,8 @@ class RobotSimNode(Node):
 
     def _finish(self, goal_handle, out: Outcome, result, canceled_code: int):
         result.server_started = to_time_msg(self.started_wall)
-        if out.error_code == canceled_code and goal_handle.is_cancel_requested:
-            goal_handle.canceled()
-        elif out.success:
-            goal_handle.succeed()
-        else:
-            self.get_logger().warning(out.message)
-            goal_handle.abort()
+        end_goal(goal_handle, success=out.success, canceled=out.error_code == canceled_code,
+                 logger=self.get_logger(), message=out.message)
         return result
 
     def _lab_state(self, request, response):

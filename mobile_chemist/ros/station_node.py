@@ -18,7 +18,7 @@ from mobile_chemist.action import ExecuteOperation
 from mobile_chemist.config import load_lab
 from mobile_chemist.ledger import RequestLedger, UnknownRequest
 from mobile_chemist.msg import VialOutcome
-from mobile_chemist.ros.common import (spin_node, GraphSleeper, declare, from_named_values, now_s,
+from mobile_chemist.ros.common import (end_goal, spin_node, GraphSleeper, declare, from_named_values, now_s,
                                        to_named_values, to_time_msg)
 from mobile_chemist.stations import (GoalRejected, OperationGoal, OperationResult,
                                      SimulatedLab, StationError, make_driver, validate_goal)
@@ -85,14 +85,12 @@ class StationServerNode(Node):
                    for v in outcome.vials],
             start=to_time_msg(start), end=to_time_msg(now_s(self)),
             server_started=to_time_msg(self.started_wall))
-        if outcome.error_code == StationError.CANCELED and goal_handle.is_cancel_requested:
-            goal_handle.canceled()
-        elif outcome.success:
-            goal_handle.succeed()
-        else:
-            if outcome.error_code != StationError.DEVICE:
-                self.get_logger().warning(f"goal refused: {outcome.message}")
-            goal_handle.abort()
+        # Device faults are the simulation's normal business; refused goals are worth a line.
+        refused = not outcome.success and outcome.error_code != StationError.DEVICE
+        end_goal(goal_handle, success=outcome.success,
+                 canceled=outcome.error_code == StationError.CANCELED,
+                 logger=self.get_logger() if refused else None,
+                 message=f"goal refused: {outcome.message}")
         return result
 
     def _run(self, goal: OperationGoal, goal_handle) -> OperationResult:
