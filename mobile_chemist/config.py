@@ -8,7 +8,7 @@ hand finds the mistake without reading code. The formulation space itself is val
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -50,6 +50,25 @@ def load_yaml(path: str | Path) -> dict:
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level")
     return data
+
+
+def settings_from_section(cls, data: Any, where: str, **fixed):
+    """Build a settings dataclass from a YAML section; unknown keys are a ConfigError.
+
+    `fixed` are values the section may not set (for example limits from lab.yaml).
+    """
+    if data is None:
+        data = {}
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{where}: expected a mapping, got {type(data).__name__}")
+    known = {f.name for f in fields(cls)} - set(fixed)
+    unknown = set(data) - known
+    if unknown:
+        raise ConfigError(f"{where}: unknown keys {sorted(unknown)}; known: {sorted(known)}")
+    try:
+        return cls(**dict(data), **fixed)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{where}: {exc}") from None
 
 
 class Reader:
@@ -279,7 +298,8 @@ def _operation(name: str, reader: Reader) -> OperationSpec:
     dur = reader.child("duration", required=False, default={})
     parameter = dur.child("parameter", required=False).data
     if parameter is not None and parameter not in parameters:
-        raise dur.child("parameter").error(f"{parameter!r} is not one of this operation's parameters")
+        raise dur.child("parameter").error(
+            f"{parameter!r} is not one of this operation's parameters")
     duration = DurationSpec(
         fixed_s=dur.child("fixed_s", required=False, default=0.0).number(low=0.0),
         per_vial_s=dur.child("per_vial_s", required=False, default=0.0).number(low=0.0),
@@ -359,7 +379,8 @@ def parse_lab(data: Mapping, source: str = "lab.yaml") -> LabConfig:
     for st in stations.values():
         a = st.approach
         if not (0 <= a.x <= size[0] and 0 <= a.y <= size[1]):
-            raise ConfigError(f"{source}: stations.{st.name}.approach ({a.x}, {a.y}) is outside the room")
+            raise ConfigError(f"{source}: stations.{st.name}.approach ({a.x}, {a.y}) "
+                              "is outside the room")
     return LabConfig(
         name=lab.child("name").string(),
         frame_id=str(lab.child("frame_id", required=False, default="map").data),

@@ -327,3 +327,31 @@ def test_nav2_backend_without_nav2_says_so(lab):
     except ImportError:
         with pytest.raises(RuntimeError, match="builtin"):
             backend.navigator
+
+
+def test_navigation_settings_errors_name_file_and_section(tmp_path):
+    import yaml
+
+    from mobile_chemist.config import default_config_path, load_lab
+    from mobile_chemist.errors import ConfigError
+    from mobile_chemist.navigation.navigator import NavigationConfig
+
+    lab = load_lab()
+    data = yaml.safe_load(default_config_path("navigation.yaml").read_text())
+    data.setdefault("docking", {})["tolerance_furlongs"] = 1
+    bad = tmp_path / "navigation.yaml"
+    bad.write_text(yaml.safe_dump(data))
+    with pytest.raises(ConfigError,
+                       match=r"navigation.yaml: docking: unknown keys \['tolerance_furlongs'\]"):
+        NavigationConfig.load(lab, bad)
+    data = yaml.safe_load(default_config_path("navigation.yaml").read_text())
+    data.setdefault("follower", {})["max_linear_speed"] = 9.0   # lab.yaml's limit, not here
+    bad.write_text(yaml.safe_dump(data))
+    with pytest.raises(ConfigError, match="follower: unknown keys"):
+        NavigationConfig.load(lab, bad)
+    data = yaml.safe_load(default_config_path("navigation.yaml").read_text())
+    data["navigator"] = {"leg_timeout_factr": 2}
+    bad.write_text(yaml.safe_dump(data))
+    with pytest.raises(ConfigError, match="navigator: unknown keys"):
+        NavigationConfig.load(lab, bad)
+    assert NavigationConfig.load(lab).follower.max_linear_speed == lab.robot.max_linear_speed

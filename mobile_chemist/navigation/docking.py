@@ -13,9 +13,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mobile_chemist.config import LabConfig
-from mobile_chemist.navigation.geometry import (as_array, between, lab_rects, rect_segments,
-                                                segments_of, transform_points, wrap_angle)
+from mobile_chemist.config import LabConfig, settings_from_section
+from mobile_chemist.navigation.geometry import (
+    as_array,
+    between,
+    lab_rects,
+    rect_segments,
+    segments_of,
+    transform_points,
+    wrap_angle,
+)
 
 
 @dataclass
@@ -39,13 +46,9 @@ class DockingConfig:
     gain: float = 1.0                    # 1/s
 
     @classmethod
-    def from_dict(cls, data: dict | None) -> "DockingConfig":
-        """From the YAML section; unknown keys are an error."""
-        data = dict(data or {})
-        unknown = set(data) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise ValueError(f"unknown docking settings: {sorted(unknown)}")
-        return cls(**data)
+    def from_dict(cls, data: dict | None, where: str = "docking") -> "DockingConfig":
+        """From the YAML section; unknown keys are a ConfigError."""
+        return settings_from_section(cls, data, where)
 
 
 @dataclass

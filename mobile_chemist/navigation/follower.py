@@ -10,8 +10,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mobile_chemist.navigation.geometry import (as_array, footprint_outline, transform_points,
-                                                wrap_angle)
+from mobile_chemist.config import settings_from_section
+from mobile_chemist.navigation.geometry import (
+    as_array,
+    footprint_outline,
+    transform_points,
+    wrap_angle,
+)
 from mobile_chemist.navigation.occupancy import OccupancyMap
 
 
@@ -45,14 +50,9 @@ class FollowerConfig:
     blocked_timeout: float = 20.0          # s stopped before giving up
 
     @classmethod
-    def from_dict(cls, data: dict | None, **limits) -> "FollowerConfig":
-        """From the YAML section plus the speed limits of lab.yaml."""
-        data = dict(data or {})
-        unknown = set(data) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise ValueError(f"unknown follower settings: {sorted(unknown)}")
-        data.update(limits)
-        return cls(**data)
+    def from_dict(cls, data: dict | None, where: str = "follower", **limits) -> "FollowerConfig":
+        """From the YAML section plus the speed limits of lab.yaml (which it may not set)."""
+        return settings_from_section(cls, data, where, **limits)
 
 
 @dataclass

@@ -11,8 +11,15 @@ from typing import Sequence
 
 import numpy as np
 
-from mobile_chemist.navigation.geometry import (as_array, between, compose, inverse,
-                                                transform_points, wrap_angle)
+from mobile_chemist.config import settings_from_section
+from mobile_chemist.navigation.geometry import (
+    as_array,
+    between,
+    compose,
+    inverse,
+    transform_points,
+    wrap_angle,
+)
 from mobile_chemist.navigation.occupancy import OccupancyMap
 
 
@@ -66,15 +73,12 @@ class LocaliserConfig:
     refine_iterations: int = 6
 
     @classmethod
-    def from_dict(cls, data: dict | None) -> "LocaliserConfig":
-        """From the YAML section; unknown keys are an error."""
+    def from_dict(cls, data: dict | None, where: str = "localisation") -> "LocaliserConfig":
+        """From the YAML section; unknown keys are a ConfigError."""
         data = dict(data or {})
-        if "alpha" in data:
+        if "alpha" in data:  # YAML gives a list; the motion model wants a tuple
             data["alpha"] = tuple(float(a) for a in data["alpha"])
-        unknown = set(data) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise ValueError(f"unknown localisation settings: {sorted(unknown)}")
-        return cls(**data)
+        return settings_from_section(cls, data, where)
 
 
 @dataclass

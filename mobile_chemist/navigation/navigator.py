@@ -14,14 +14,41 @@ from pathlib import Path
 
 import numpy as np
 
-from mobile_chemist.config import LabConfig, default_config_path, load_yaml
-from mobile_chemist.navigation.docking import DockingConfig, DockingFix, StationRegistration
-from mobile_chemist.navigation.follower import FollowerConfig, FollowStatus, PathFollower
-from mobile_chemist.navigation.geometry import (as_array, between, compose, transform_points,
-                                                wrap_angle)
-from mobile_chemist.navigation.localisation import LocaliserConfig, ParticleFilterLocaliser
+from mobile_chemist.config import (
+    LabConfig,
+    default_config_path,
+    load_yaml,
+    settings_from_section,
+)
+from mobile_chemist.errors import ConfigError
+from mobile_chemist.navigation.docking import (
+    DockingConfig,
+    DockingFix,
+    StationRegistration,
+)
+from mobile_chemist.navigation.follower import (
+    FollowerConfig,
+    FollowStatus,
+    PathFollower,
+)
+from mobile_chemist.navigation.geometry import (
+    as_array,
+    between,
+    compose,
+    transform_points,
+    wrap_angle,
+)
+from mobile_chemist.navigation.localisation import (
+    LocaliserConfig,
+    ParticleFilterLocaliser,
+)
 from mobile_chemist.navigation.occupancy import OccupancyMap
-from mobile_chemist.navigation.planner import GridPlanner, PlannerConfig, PlanningError, path_length
+from mobile_chemist.navigation.planner import (
+    GridPlanner,
+    PlannerConfig,
+    PlanningError,
+    path_length,
+)
 
 
 class NavError:
@@ -60,27 +87,31 @@ class NavigationConfig:
     leg_timeout_margin_s: float = 90.0      # ... plus this (docking, waiting for obstacles)
 
     @classmethod
-    def from_dict(cls, data: dict, lab: LabConfig) -> "NavigationConfig":
+    def from_dict(cls, data: dict, lab: LabConfig,
+                  where: str = "navigation.yaml") -> "NavigationConfig":
         """From the parsed YAML, with the speed limits from lab.yaml."""
         data = dict(data or {})
         sections = {"localisation", "planner", "follower", "docking", "navigator"}
         unknown = set(data) - sections
         if unknown:
-            raise ValueError(f"unknown sections in navigation config: {sorted(unknown)}")
-        follower = FollowerConfig.from_dict(
-            data.get("follower"), max_linear_speed=lab.robot.max_linear_speed,
-            max_angular_speed=lab.robot.max_angular_speed)
-        top = dict(data.get("navigator") or {})
-        return cls(localisation=LocaliserConfig.from_dict(data.get("localisation")),
-                   planner=PlannerConfig.from_dict(data.get("planner")),
-                   follower=follower,
-                   docking=DockingConfig.from_dict(data.get("docking")), **top)
+            raise ConfigError(f"{where}: unknown sections {sorted(unknown)}; "
+                              f"known: {sorted(sections)}")
+        parts = dict(
+            localisation=LocaliserConfig.from_dict(data.get("localisation"),
+                                                   f"{where}: localisation"),
+            planner=PlannerConfig.from_dict(data.get("planner"), f"{where}: planner"),
+            follower=FollowerConfig.from_dict(
+                data.get("follower"), f"{where}: follower",
+                max_linear_speed=lab.robot.max_linear_speed,
+                max_angular_speed=lab.robot.max_angular_speed),
+            docking=DockingConfig.from_dict(data.get("docking"), f"{where}: docking"))
+        return settings_from_section(cls, data.get("navigator"), f"{where}: navigator", **parts)
 
     @classmethod
     def load(cls, lab: LabConfig, path: str | Path | None = None) -> "NavigationConfig":
         """Load config/navigation.yaml (or another file)."""
         path = Path(path) if path else default_config_path("navigation.yaml")
-        return cls.from_dict(load_yaml(path), lab)
+        return cls.from_dict(load_yaml(path), lab, str(path))
 
 
 class Phase(enum.Enum):

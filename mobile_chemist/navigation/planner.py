@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from mobile_chemist.config import settings_from_section
 from mobile_chemist.navigation.geometry import footprint_outline, transform_points
 from mobile_chemist.navigation.occupancy import OccupancyMap
 
@@ -32,13 +33,9 @@ class PlannerConfig:
     waypoint_spacing: float = 0.1    # m between points of the smoothed path
 
     @classmethod
-    def from_dict(cls, data: dict | None) -> "PlannerConfig":
-        """From the YAML section; unknown keys are an error."""
-        data = dict(data or {})
-        unknown = set(data) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise ValueError(f"unknown planner settings: {sorted(unknown)}")
-        return cls(**data)
+    def from_dict(cls, data: dict | None, where: str = "planner") -> "PlannerConfig":
+        """From the YAML section; unknown keys are a ConfigError."""
+        return settings_from_section(cls, data, where)
 
 
 _DIAGONAL = math.sqrt(2)
