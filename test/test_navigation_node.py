@@ -127,7 +127,8 @@ def graph(lab, tmp_path_factory):
         rclpy.shutdown()
 
 
-def send(action, station, request_id, recover_only=False, cancel_after=None, timeout=90.0):
+def send(action, station, request_id, recover_only=False, cancel_after=None, cancel_when=None,
+         timeout=90.0):
     goal = NavigateToStation.Goal(request_id=request_id, station=station,
                                   recover_only=recover_only)
     done = threading.Event()
@@ -139,11 +140,21 @@ def send(action, station, request_id, recover_only=False, cancel_after=None, tim
     if cancel_after is not None:
         time.sleep(cancel_after)
         handle.cancel_goal_async()
+    if cancel_when is not None:
+        wait_until(cancel_when, 30.0, "the moment to cancel")
+        handle.cancel_goal_async()
     done.clear()
     result_future = handle.get_result_async()
     result_future.add_done_callback(lambda _f: done.set())
     assert done.wait(timeout), f"no result for {station} within {timeout} s"
     return result_future.result().status, result_future.result().result
+
+
+def wait_until(condition, timeout, what):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.02)
 
 
 class TestWithKinematicBase:
@@ -191,14 +202,19 @@ class TestWithKinematicBase:
         sim, base, action, docked, launch = graph
         R = NavigateToStation.Result
         busy = {}
+        start = sim.pose.copy()
+
+        def driving():
+            return np.hypot(*(sim.pose[:2] - start[:2])) > 0.15
 
         def second_goal():                            # while the first one drives
-            time.sleep(1.0)
+            wait_until(driving, 30.0, "the first goal to drive")
             busy["result"] = send(action, "gc", "nav-busy")[1]
 
         other = threading.Thread(target=second_goal)
         other.start()
-        status, result = send(action, "capper", "nav-cancel", cancel_after=2.0)
+        status, result = send(action, "capper", "nav-cancel",
+                              cancel_when=lambda: "result" in busy)
         other.join(15.0)
         assert busy["result"].error_code == R.ERROR_BUSY and not busy["result"].success
         assert result.error_code == R.ERROR_CANCELED and not result.success
