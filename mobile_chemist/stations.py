@@ -19,7 +19,7 @@ from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
-from mobile_chemist.config import OperationSpec, StationConfig
+from mobile_chemist.config import OperationSpec, ParameterSpec, StationConfig
 
 
 class StationError(IntEnum):
@@ -74,6 +74,19 @@ class GoalRejected(Exception):
         self.message = message
 
 
+def _check_values(values: Mapping[str, float], specs: Mapping[str, ParameterSpec], where: str,
+                  kind: str, prefix: str) -> None:
+    """Reject a value whose name the operation does not declare or that is out of range."""
+    for name, value in values.items():
+        pspec = specs.get(name)
+        if pspec is None:
+            raise GoalRejected(StationError.INVALID_PARAMETER,
+                               f"{prefix}{where} has no {kind} {name!r}; it takes {sorted(specs)}")
+        problem = pspec.check(value)
+        if problem:
+            raise GoalRejected(StationError.INVALID_PARAMETER, prefix + problem)
+
+
 def validate_goal(stations: Mapping[str, StationConfig], goal: OperationGoal) -> dict[str, float]:
     """Check a goal against the lab layout; return its parameters with defaults filled in.
 
@@ -98,15 +111,7 @@ def validate_goal(stations: Mapping[str, StationConfig], goal: OperationGoal) ->
                            f"{len(goal.vial_ids)} vials exceed the capacity of {goal.station!r} "
                            f"({station.capacity_vials})")
     params = dict(goal.parameters)
-    for name, value in params.items():
-        pspec = spec.parameters.get(name)
-        if pspec is None:
-            raise GoalRejected(StationError.INVALID_PARAMETER,
-                               f"{goal.station}/{goal.operation} has no parameter {name!r}; "
-                               f"it takes {sorted(spec.parameters)}")
-        problem = pspec.check(value)
-        if problem:
-            raise GoalRejected(StationError.INVALID_PARAMETER, problem)
+    _check_values(params, spec.parameters, f"{goal.station}/{goal.operation}", "parameter", "")
     for name, pspec in spec.parameters.items():
         if name not in params:
             if pspec.default is None:
@@ -121,15 +126,8 @@ def validate_goal(stations: Mapping[str, StationConfig], goal: OperationGoal) ->
         raise GoalRejected(StationError.INVALID_PARAMETER,
                            f"{goal.station}/{goal.operation} takes no per-vial parameters")
     for vial_id, vparams in zip(goal.vial_ids, goal.vial_parameters):
-        for name, value in vparams.items():
-            pspec = spec.vial_parameters.get(name)
-            if pspec is None:
-                raise GoalRejected(StationError.INVALID_PARAMETER,
-                                   f"vial {vial_id}: {goal.station}/{goal.operation} has no per-vial "
-                                   f"parameter {name!r}; it takes {sorted(spec.vial_parameters)}")
-            problem = pspec.check(value)
-            if problem:
-                raise GoalRejected(StationError.INVALID_PARAMETER, f"vial {vial_id}: {problem}")
+        _check_values(vparams, spec.vial_parameters, f"{goal.station}/{goal.operation}",
+                      "per-vial parameter", f"vial {vial_id}: ")
         if spec.max_vial_total is not None:
             total = sum(vparams.values())
             if total > spec.max_vial_total + 1e-9:
