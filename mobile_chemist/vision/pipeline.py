@@ -122,19 +122,9 @@ def _load(loader, path: Path):
         raise ModelError(f"cannot load model {path}: {exc}") from exc
 
 
-def type_from_aspect(aspect: float, limits: Sequence[float]) -> tuple[VialType, float]:
-    """Vial type from glass height / vial width (2 mL 2.4, 4 mL 3.0, 20 mL 3.26).
-
-    Confidence falls off linearly to 0.5 at a class limit.
-    """
-    lo, hi = float(limits[0]), float(limits[1])
-    if aspect < lo:
-        t, margin, span = VialType.GC_2ML, lo - aspect, 0.3
-    elif aspect < hi:
-        t, margin, span = VialType.VIAL_4ML, min(aspect - lo, hi - aspect), (hi - lo) / 2
-    else:
-        t, margin, span = VialType.HEADSPACE_20ML, aspect - hi, 0.15
-    return t, float(min(1.0, 0.5 + 0.5 * margin / span))
+#: Where the synthetic backend takes a vial's type from: the detector's class, or the
+#: segmenter's vial head (which sees the crop at 4x the detector's resolution).
+TYPE_SOURCES = ("detector", "segmenter")
 
 
 class SyntheticBackend:
@@ -150,8 +140,13 @@ class SyntheticBackend:
         self.segmenter_path = resolve_path(cfg["segmenter"], base)
         from mobile_chemist.vision.segmenter import Segmenter
 
+        self.type_from = cfg.get("type_from", "segmenter")
+        if self.type_from not in TYPE_SOURCES:
+            raise ValueError(f"type_from must be one of {TYPE_SOURCES}, not {self.type_from!r}")
         self.detector = _load(load_yolo, self.detector_path)
-        self.segmenter = _load(Segmenter, self.segmenter_path)
+        self.segmenter = _load(
+            lambda p: Segmenter(p, head_weight=float(cfg.get("head_weight", 0.0))),
+            self.segmenter_path)
 
     def detect(self, image: np.ndarray) -> list[Detection]:
         # Class-agnostic NMS: two types predicted for one vial must not make two vials.
@@ -171,11 +166,9 @@ class SyntheticBackend:
     def read(self, image: np.ndarray, dets: list[Detection], cap: bool, phases: bool) -> None:
         readings = self.segmenter.read(image, [d.box for d in dets],
                                        refine=bool(self.cfg.get("refine", False)))
-        limits = self.cfg.get("type_aspect")
         for d, r in zip(dets, readings):
-            if self.cfg.get("type_from") == "geometry" and limits and np.isfinite(r.glass_top):
-                d.vial_type, d.type_confidence = type_from_aspect(
-                    (r.glass_bottom - r.glass_top) / max(d.box[2] - d.box[0], 1e-3), limits)
+            if self.type_from == "segmenter":
+                d.vial_type, d.type_confidence = r.vial_type, r.type_confidence
             if cap:
                 d.cap_present, d.cap_confidence = r.cap_present, r.cap_confidence
             if phases:

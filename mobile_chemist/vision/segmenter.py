@@ -3,8 +3,14 @@
 Instead of a detector per crop, a small CNN reads each CROP_H x CROP_W crop, collapses the
 width and labels every row (cap, headspace, residue, foam, liquid, turbid, solid, upper
 or lower of two liquids, outside) with a stack of dilated 1-D convolutions, so a row sees
-the whole vial (a single liquid and the upper of two look alike locally). Layers, the
-vial's content class, the cap and the fill level all follow from the row labels.
+the whole vial (a single liquid and the upper of two look alike locally). Layers, the cap
+and the fill level follow from the row labels.
+
+A vial-level head on the same features (pooled over all rows, plus the box's height/width,
+which the fixed-size crop loses) gives the vial type and the content class. The content
+is decoded jointly: every content class allows some row labels (`ALLOWED_ROWS`), and the
+class whose head probability and best allowed row labelling score highest wins, so the
+layers reported always agree with the content class.
 """
 
 from __future__ import annotations
@@ -18,15 +24,31 @@ import numpy as np
 
 from mobile_chemist.vision.classes import (
     BULK_ROWS,
+    DETECTOR_CLASSES,
     GLASS_ROWS,
     ROW_TO_PHASE,
     Phase,
     Row,
+    VialType,
     content_of,
 )
 from mobile_chemist.vision.crops import CROP_H, CROP_W, crop_vial, row_centres, row_labels
 
 N_ROWS = len(Row)
+N_TYPES = len(DETECTOR_CLASSES)
+N_CONTENT = len(Phase)
+
+_ALWAYS = {Row.OUTSIDE, Row.CAP, Row.HEADSPACE}
+#: Row labels a vial of each content class may show (content_of() of them is the class).
+ALLOWED_ROWS: dict[Phase, frozenset[Row]] = {
+    Phase.EMPTY: frozenset(_ALWAYS),
+    Phase.RESIDUE: frozenset(_ALWAYS | {Row.RESIDUE}),
+    Phase.SOLID: frozenset(_ALWAYS | {Row.RESIDUE, Row.SOLID}),
+    Phase.HOMOGENEOUS: frozenset(_ALWAYS | {Row.RESIDUE, Row.SOLID, Row.LIQUID}),
+    Phase.HETEROGENEOUS: frozenset(_ALWAYS | {Row.RESIDUE, Row.SOLID, Row.LIQUID, Row.TURBID}),
+    Phase.FOAM: frozenset(_ALWAYS | {Row.RESIDUE, Row.SOLID, Row.LIQUID, Row.TURBID, Row.FOAM}),
+    Phase.TWO_LIQUID: frozenset(Row),
+}
 
 
 def build_model():
@@ -50,11 +72,20 @@ def build_model():
                                      c1(48, 48, 8), c1(48, 48, 16), c1(48, 48, 32),
                                      c1(48, 48, 1))
             self.head = nn.Conv1d(48, N_ROWS, 1)
+            # Vial level: mean and max over rows, and log(box height / width).
+            self.vial = nn.Sequential(nn.Linear(97, 64), nn.ReLU(inplace=True),
+                                      nn.Linear(64, N_TYPES + N_CONTENT))
 
-        def forward(self, x):  # x: N x 3 x H x W, float in [0, 1]
+        def forward(self, x, aspect):
+            """x: N x 3 x H x W in [0, 1]; aspect: N box height/width.
+
+            Returns row logits (N x N_ROWS x H) and vial logits (N x (N_TYPES + N_CONTENT)).
+            """
             f = self.enc(x - 0.5)
             f = torch.cat([f.mean(dim=3), f.amax(dim=3)], dim=1)  # N x 96 x H
-            return self.head(self.seq(f))  # N x N_ROWS x H
+            s = self.seq(f)
+            g = torch.cat([s.mean(dim=2), s.amax(dim=2), torch.log(aspect)[:, None]], dim=1)
+            return self.head(s), self.vial(g)
 
     import torch
 
@@ -74,6 +105,8 @@ class VialReading:
     glass_top: float = float("nan")
     glass_bottom: float = float("nan")
     rows: np.ndarray | None = None          # the cleaned per-row labels
+    vial_type: VialType = VialType.UNKNOWN  # from the vial head
+    type_confidence: float = 0.0
 
 
 def _runs(labels: np.ndarray) -> list[tuple[int, int, int]]:
@@ -103,14 +136,51 @@ def clean_rows(labels: np.ndarray, min_run: int = 3) -> np.ndarray:
     return labels
 
 
-def decode(probs: np.ndarray, box: Sequence[float]) -> VialReading:
-    """Turn N_ROWS x CROP_H row probabilities of one crop into a VialReading."""
-    labels = clean_rows(probs.argmax(axis=0))
+def joint_rows(probs: np.ndarray, content_probs: np.ndarray | None,
+               head_weight: float) -> np.ndarray:
+    """Cleaned row labels of the most likely content class (see the module docstring).
+
+    Score of a class: head_weight * log P_head(class) + sum over rows of log P(label),
+    with labels the best ones the class allows; a class whose cleaned labelling does not
+    show it (content_of() differs) is not a candidate. head_weight 0: rows alone decide.
+    """
+    free = clean_rows(probs.argmax(axis=0))
+    if content_probs is None or head_weight <= 0:
+        return free
+    logp = np.log(np.clip(probs, 1e-9, 1.0))
+    rows = np.arange(probs.shape[1])
+    best, best_score = free, -np.inf
+    for phase, allowed in ALLOWED_ROWS.items():
+        mask = np.full(N_ROWS, -np.inf)
+        mask[[int(r) for r in allowed]] = 0.0
+        labels = clean_rows((logp + mask[:, None]).argmax(axis=0))
+        if content_of({Row(v) for v in np.unique(labels)}) != phase:
+            continue
+        score = head_weight * float(np.log(max(content_probs[int(phase)], 1e-9))) \
+            + float(logp[labels, rows].sum())
+        if score > best_score:
+            best, best_score = labels, score
+    return best
+
+
+def decode(probs: np.ndarray, box: Sequence[float], vial_probs: np.ndarray | None = None,
+           head_weight: float = 0.0) -> VialReading:
+    """Turn N_ROWS x CROP_H row probabilities of one crop into a VialReading.
+
+    `vial_probs` (N_TYPES + N_CONTENT, softmaxed per group) come from the vial head.
+    """
+    content_probs = vial_probs[N_TYPES:] if vial_probs is not None else None
+    labels = joint_rows(probs, content_probs, head_weight)
+    vtype, tconf = VialType.UNKNOWN, 0.0
+    if vial_probs is not None:
+        k = int(np.argmax(vial_probs[:N_TYPES]))
+        vtype, tconf = DETECTOR_CLASSES[k], float(vial_probs[k])
     ys = row_centres(box)
     step = ys[1] - ys[0]
     glass = np.flatnonzero(np.isin(labels, [int(r) for r in GLASS_ROWS]))
     if len(glass) == 0:
-        return VialReading(False, 0.0, Phase.EMPTY, 0.0, float("nan"), rows=labels)
+        return VialReading(False, 0.0, Phase.EMPTY, 0.0, float("nan"), rows=labels,
+                           vial_type=vtype, type_confidence=tconf)
     g_top, g_bot = ys[glass[0]] - step / 2, ys[glass[-1]] + step / 2
     cap_rows = labels == int(Row.CAP)
     cap_present = bool(cap_rows.sum() >= 2)
@@ -146,14 +216,21 @@ def decode(probs: np.ndarray, box: Sequence[float]) -> VialReading:
                 Phase.EMPTY: (Row.HEADSPACE,)}[content]
     sel = np.isin(labels, [int(r) for r in deciding])
     conf = float(probs[labels[sel], np.flatnonzero(sel)].mean()) if sel.any() else 0.0
+    if content_probs is not None and head_weight > 0:
+        conf = float(content_probs[int(content)])
     return VialReading(cap_present, cap_conf, content, conf, fill, layers,
-                       float(g_top), float(g_bot), labels)
+                       float(g_top), float(g_bot), labels, vtype, tconf)
 
 
 class Segmenter:
-    """Batched inference with a trained PhaseSegmenter (CPU)."""
+    """Batched inference with a trained PhaseSegmenter (CPU).
 
-    def __init__(self, weights: str | Path, threads: int | None = None):
+    `head_weight` weighs the vial head's content probability against the rows in the
+    joint decoding (0: the rows alone decide the content class).
+    """
+
+    def __init__(self, weights: str | Path, threads: int | None = None,
+                 head_weight: float = 0.0):
         import torch
 
         weights = Path(weights)
@@ -162,26 +239,35 @@ class Segmenter:
         self.torch = torch
         if threads:
             torch.set_num_threads(threads)
+        self.head_weight = float(head_weight)
         self.model = build_model()
         state = torch.load(weights, map_location="cpu", weights_only=True)
         self.model.load_state_dict(state["model"] if "model" in state else state)
         self.model.eval()
 
-    def probabilities(self, crops: np.ndarray) -> np.ndarray:
-        """N x CROP_H x CROP_W x 3 uint8 (BGR) -> N x N_ROWS x CROP_H probabilities."""
+    def probabilities(self, crops: np.ndarray, aspects: np.ndarray
+                      ) -> tuple[np.ndarray, np.ndarray]:
+        """Crops (N x CROP_H x CROP_W x 3 uint8 BGR) and box height/width (N) ->
+        row probabilities (N x N_ROWS x CROP_H) and vial probabilities (N x (N_TYPES +
+        N_CONTENT), softmaxed over the types and over the content classes)."""
         torch = self.torch
         if len(crops) == 0:
-            return np.zeros((0, N_ROWS, CROP_H), np.float32)
+            return (np.zeros((0, N_ROWS, CROP_H), np.float32),
+                    np.zeros((0, N_TYPES + N_CONTENT), np.float32))
         x = torch.from_numpy(np.ascontiguousarray(crops[..., ::-1])).permute(0, 3, 1, 2).float() / 255
+        a = torch.as_tensor(np.asarray(aspects, dtype=np.float32)).clamp(0.2, 20)
         with torch.inference_mode():
-            return torch.softmax(self.model(x), dim=1).numpy()
+            rows, vial = self.model(x, a)
+            vial = torch.cat([torch.softmax(vial[:, :N_TYPES], 1),
+                              torch.softmax(vial[:, N_TYPES:], 1)], 1)
+            return torch.softmax(rows, dim=1).numpy(), vial.numpy()
 
     def read(self, image: np.ndarray, boxes: Sequence[Sequence[float]],
              refine: bool = False) -> list[VialReading]:
         """Read each vial; with `refine`, read again on the vial's extent as first read.
 
-        The segmenter was trained on boxes within ~3 % of the truth; a detector box that is
-        further off is replaced by the cap-to-bottom extent the first pass found.
+        The segmenter was trained on boxes within a few % of the truth; a detector box that
+        is further off is replaced by the cap-to-bottom extent the first pass found.
         """
         readings = self._read(image, boxes)
         if not refine:
@@ -205,47 +291,92 @@ class Segmenter:
     def _read(self, image: np.ndarray, boxes: Sequence[Sequence[float]]) -> list[VialReading]:
         crops = np.stack([crop_vial(image, b) for b in boxes]) if len(boxes) else \
             np.zeros((0, CROP_H, CROP_W, 3), np.uint8)
-        probs = self.probabilities(crops)
-        return [decode(p, b) for p, b in zip(probs, boxes)]
+        rows, vial = self.probabilities(crops, np.array([box_aspect(b) for b in boxes]))
+        return [decode(p, b, v, self.head_weight) for p, v, b in zip(rows, vial, boxes)]
 
 
-def make_crops(seeds: Sequence[int], jitter: float = 0.03, seed: int = 0
-               ) -> tuple[np.ndarray, np.ndarray]:
-    """Training crops and row labels from synthetic scenes, boxes jittered like a detector's."""
-    from mobile_chemist.vision.synthetic import render_scene
+def box_aspect(box: Sequence[float]) -> float:
+    """Height / width of a box (the vial head's extra input)."""
+    return float((box[3] - box[1]) / max(box[2] - box[0], 1e-3))
+
+
+@dataclass
+class CropSet:
+    """Training data of the segmenter: crops and their exact labels."""
+
+    crops: np.ndarray       # N x CROP_H x CROP_W x 3 uint8 (BGR)
+    rows: np.ndarray        # N x CROP_H int64 (Row)
+    vial_type: np.ndarray   # N int64, index into DETECTOR_CLASSES
+    content: np.ndarray     # N int64 (Phase)
+    aspect: np.ndarray      # N float32, jittered box height / width
+
+    def __len__(self) -> int:
+        return len(self.crops)
+
+    def __add__(self, other: "CropSet") -> "CropSet":
+        return CropSet(*(np.concatenate([a, b]) for a, b in
+                         zip(self._arrays(), other._arrays())))
+
+    def _arrays(self) -> tuple[np.ndarray, ...]:
+        return self.crops, self.rows, self.vial_type, self.content, self.aspect
+
+    def save(self, path: str | Path) -> None:
+        np.savez_compressed(path, crops=self.crops, rows=self.rows, vial_type=self.vial_type,
+                            content=self.content, aspect=self.aspect)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "CropSet":
+        d = np.load(path)
+        return cls(d["crops"], d["rows"], d["vial_type"], d["content"], d["aspect"])
+
+
+def make_crops(seeds: Sequence[int], jitter: float = 0.03, seed: int = 0,
+               renderer: str = "2d", workers: int = 1) -> CropSet:
+    """Training crops and labels from synthetic scenes, boxes jittered like a detector's."""
+    from mobile_chemist.vision.scenes import iter_scenes
 
     rng = np.random.default_rng(seed)
-    xs, ys = [], []
-    for s in seeds:
-        scene = render_scene(int(s))
+    xs, rows, types, contents, aspects = [], [], [], [], []
+    for scene in iter_scenes(seeds, renderer, workers=workers):
         for v in scene.vials:
             x1, y1, x2, y2 = v.box
             w, h = x2 - x1, y2 - y1
             j = rng.normal(0, jitter, 4) * np.array([w, h, w, h]) if jitter else np.zeros(4)
             box = (x1 + j[0], y1 + j[1], x2 + j[2], y2 + j[3])
             xs.append(crop_vial(scene.image, box))
-            ys.append(row_labels(v.segments, box))
-    return np.stack(xs), np.stack(ys)
+            rows.append(row_labels(v.segments, box))
+            types.append(DETECTOR_CLASSES.index(VialType(v.vial_type)))
+            contents.append(v.content)
+            aspects.append(box_aspect(box))
+    return CropSet(np.stack(xs), np.stack(rows), np.asarray(types, np.int64),
+                   np.asarray(contents, np.int64), np.asarray(aspects, np.float32))
 
 
-def train_segmenter(crops: np.ndarray, labels: np.ndarray, out: str | Path, epochs: int = 8,
-                    batch: int = 64, lr: float = 3e-3, seed: int = 0, log=print) -> Path:
-    """Train from scratch on (crops, labels); saves {'model': state_dict, ...} to `out`."""
+def train_segmenter(data: CropSet, out: str | Path, epochs: int = 8, batch: int = 64,
+                    lr: float = 3e-3, seed: int = 0, log=print) -> Path:
+    """Train from scratch on `data`; saves {'model': state_dict, ...} to `out`.
+
+    Loss: cross-entropy of the row labels + of the vial type + of the content class.
+    """
     import torch
+    from torch.nn.functional import cross_entropy
 
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     model = build_model()
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
-    steps = epochs * int(np.ceil(len(crops) / batch))
+    steps = epochs * int(np.ceil(len(data) / batch))
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(steps, 1))
-    x_all = torch.from_numpy(np.ascontiguousarray(crops[..., ::-1])).permute(0, 3, 1, 2)
-    y_all = torch.from_numpy(labels)
+    x_all = torch.from_numpy(np.ascontiguousarray(data.crops[..., ::-1])).permute(0, 3, 1, 2)
+    y_all = torch.from_numpy(data.rows)
+    t_all = torch.from_numpy(data.vial_type)
+    c_all = torch.from_numpy(data.content)
+    a_all = torch.from_numpy(data.aspect)
     model.train()
     t0 = time.time()
     for ep in range(epochs):
-        order = rng.permutation(len(crops))
-        total, correct, n = 0.0, 0, 0
+        order = rng.permutation(len(data))
+        total, correct, n, type_ok, content_ok = 0.0, 0, 0, 0, 0
         for i in range(0, len(order), batch):
             idx = torch.from_numpy(order[i:i + batch])
             x = x_all[idx].float() / 255
@@ -255,19 +386,24 @@ def train_segmenter(crops: np.ndarray, labels: np.ndarray, out: str | Path, epoc
             x = (x * (0.8 + 0.4 * torch.rand(x.shape[0], 3, 1, 1))
                  + 0.08 * (torch.rand(x.shape[0], 3, 1, 1) - 0.5)).clamp(0, 1)
             y = y_all[idx]
-            logits = model(x)
-            loss = torch.nn.functional.cross_entropy(logits, y)
+            rows, vial = model(x, a_all[idx])
+            loss = (cross_entropy(rows, y) + cross_entropy(vial[:, :N_TYPES], t_all[idx])
+                    + cross_entropy(vial[:, N_TYPES:], c_all[idx]))
             opt.zero_grad()
             loss.backward()
             opt.step()
             sched.step()
             total += float(loss.detach()) * len(idx)
-            correct += int((logits.argmax(1) == y).sum())
+            correct += int((rows.argmax(1) == y).sum())
+            type_ok += int((vial[:, :N_TYPES].argmax(1) == t_all[idx]).sum())
+            content_ok += int((vial[:, N_TYPES:].argmax(1) == c_all[idx]).sum())
             n += len(idx)
         log(f"[segmenter] epoch {ep + 1}/{epochs} loss {total / max(n, 1):.4f} "
-            f"row acc {correct / max(n * CROP_H, 1):.4f} ({time.time() - t0:.0f} s)")
+            f"row acc {correct / max(n * CROP_H, 1):.4f} type acc {type_ok / max(n, 1):.4f} "
+            f"content acc {content_ok / max(n, 1):.4f} ({time.time() - t0:.0f} s)")
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     torch.save({"model": model.state_dict(), "rows": [r.name for r in Row],
-                "crop": [CROP_H, CROP_W]}, out)
+                "types": [t.label for t in DETECTOR_CLASSES],
+                "content": [p.label for p in Phase], "crop": [CROP_H, CROP_W]}, out)
     return out
