@@ -24,7 +24,14 @@ from mobile_chemist.vision.pipeline import (
     resolve_path,
     validate_image,
 )
-from mobile_chemist.vision.segmenter import N_ROWS, clean_rows, decode
+from mobile_chemist.vision.segmenter import (
+    ALLOWED_ROWS,
+    N_ROWS,
+    N_TYPES,
+    clean_rows,
+    decode,
+    joint_rows,
+)
 from mobile_chemist.vision.synthetic import render_scene
 
 REPO = Path(__file__).resolve().parent.parent
@@ -94,6 +101,37 @@ def test_decode_recovers_fill_level_cap_and_layers_from_exact_rows():
                 thin = [s for s in v.segments if (s[1] - s[0]) < 3 * row_h * (v.glass_bottom - v.glass_top)]
                 assert thin, (seed, v.content, r.content)
     assert np.percentile(errs, 95) < 0.03
+
+
+def test_allowed_rows_describe_their_class():
+    for phase, allowed in ALLOWED_ROWS.items():
+        assert content_of(allowed) == phase
+
+
+def test_joint_decoding_follows_a_confident_vial_head():
+    """Rows that waver between clear and turbid liquid: the vial head settles it, and the
+    layers agree with the content class whichever way it goes."""
+    labels = np.array([Row.OUTSIDE] * 8 + [Row.CAP] * 10 + [Row.HEADSPACE] * 40
+                      + [Row.LIQUID] * 62 + [Row.OUTSIDE] * 8)
+    probs = _one_hot(labels)
+    liquid = labels == Row.LIQUID
+    probs[Row.LIQUID, liquid], probs[Row.TURBID, liquid] = 0.45, 0.50  # rows: turbid, barely
+    box = (10.0, 10.0, 40.0, 138.0)
+    head = np.full(N_TYPES + len(Phase), 0.01, np.float32)
+    head[1] = 0.98                                   # vial_4ml
+    head[N_TYPES + Phase.HOMOGENEOUS] = 0.9
+    rows_only = decode(probs, box, head, head_weight=0.0)
+    joint = decode(probs, box, head, head_weight=10.0)
+    assert rows_only.content == Phase.HETEROGENEOUS
+    assert joint.content == Phase.HOMOGENEOUS
+    assert {l[2] for l in joint.layers} == {Phase.HOMOGENEOUS}
+    assert joint.vial_type == VialType.VIAL_4ML and joint.type_confidence == pytest.approx(0.98)
+    assert joint.fill_level == pytest.approx(rows_only.fill_level)
+    # A head that is unsure leaves the rows' reading alone.
+    head[N_TYPES:] = 1 / len(Phase)
+    assert decode(probs, box, head, head_weight=10.0).content == Phase.HETEROGENEOUS
+    # Without the head the rows decide.
+    assert np.array_equal(joint_rows(probs, None, 10.0), clean_rows(probs.argmax(0)))
 
 
 def test_clean_rows_removes_flicker():
@@ -189,16 +227,57 @@ def test_pipeline_on_a_synthetic_rack():
 
 def test_small_data_training_run(tmp_path):
     """Both models train end to end on a handful of scenes (1 epoch) and then load."""
-    from mobile_chemist.vision.segmenter import Segmenter, make_crops, train_segmenter
+    from mobile_chemist.vision.segmenter import CropSet, Segmenter, make_crops, train_segmenter
     from mobile_chemist.vision.train import TrainPlan, train_detector
     from mobile_chemist.vision.ultra import load_yolo
 
     plan = TrainPlan(det_train_images=4, det_val_images=2, det_epochs=1, det_imgsz=160,
-                     det_batch=4, det_stage2_epochs=0)
+                     det_batch=4, det_finetune=[])
     best = train_detector(plan, work=tmp_path, log=lambda *_: None)
     assert best.is_file()
     assert len(load_yolo(best).names) == 3
-    crops, labels = make_crops(range(3))
-    out = train_segmenter(crops, labels, tmp_path / "seg.pt", epochs=1, log=lambda *_: None)
-    seg = Segmenter(out)
-    assert seg.probabilities(crops[:2]).shape == (2, N_ROWS, CROP_H)
+    data = make_crops(range(3))
+    assert len(data) == len(data.rows) == len(data.vial_type) == len(data.content) > 0
+    out = train_segmenter(data, tmp_path / "seg.pt", epochs=1, log=lambda *_: None)
+    seg = Segmenter(out, head_weight=4.0)
+    rows, vial = seg.probabilities(data.crops[:2], data.aspect[:2])
+    assert rows.shape == (2, N_ROWS, CROP_H) and vial.shape == (2, N_TYPES + len(Phase))
+    assert np.allclose(vial[:, :N_TYPES].sum(1), 1, atol=1e-5)
+    assert np.allclose(vial[:, N_TYPES:].sum(1), 1, atol=1e-5)
+    # The crop set survives its cache file.
+    data.save(tmp_path / "crops.npz")
+    back = CropSet.load(tmp_path / "crops.npz")
+    assert np.array_equal(back.crops, data.crops) and np.array_equal(back.aspect, data.aspect)
+
+
+def test_metrics_score_an_oracle_perfectly_and_a_wrong_reader_badly():
+    """The benchmark's scoring on exact answers, and on answers wrong in known ways."""
+    from mobile_chemist.vision.evaluation import report
+    from mobile_chemist.vision.metrics import evaluate
+    from mobile_chemist.vision.pipeline import Detection
+
+    scenes = [render_scene(s) for s in range(6)]
+    by_image = {id(s.image): s for s in scenes}
+
+    def oracle(image, wrong=False):
+        vials = by_image[id(image)].vials
+        return [Detection(box=v.box, confidence=0.9, vial_type=VialType(v.vial_type),
+                          type_confidence=1.0, cap_present=v.cap != wrong,
+                          content=Phase((v.content + wrong) % len(Phase)),
+                          fill_level=v.fill_level + 0.1 * wrong)
+                for i, v in enumerate(vials) if not (wrong and i % 2)]
+
+    r = evaluate(oracle, scenes, conf_threshold=0.5)
+    n = sum(len(s.vials) for s in scenes)
+    assert r["matched_vials"] == n and r["detection"]["any_vial"]["ap50"] == pytest.approx(1)
+    assert r["detection"]["map50"] == pytest.approx(1)
+    assert r["vial_type_accuracy"] == r["cap_accuracy"] == r["phase_accuracy"] == 1
+    assert r["fill_error"]["p95"] == pytest.approx(0, abs=1e-9)
+    w = evaluate(lambda im: oracle(im, wrong=True), scenes, conf_threshold=0.5)
+    kept = sum((len(s.vials) + 1) // 2 for s in scenes)
+    assert w["matched_vials"] == kept
+    assert w["detection"]["any_vial"]["recall"] == pytest.approx(kept / n)
+    assert w["cap_accuracy"] == 0 and w["phase_accuracy"] == 0
+    assert w["fill_error"]["mean"] == pytest.approx(0.1)
+    text = report({"sets": {"2d": {"synthetic": r}}, "latency_16_vials": {}})
+    assert "phase (content) accuracy 1.000" in text and "2d scenes" in text

@@ -16,6 +16,19 @@ import sys
 from dataclasses import fields
 
 
+def _stages(text: str) -> list:
+    """'10:0.002:2d,10:0.001:mix' -> [[10, 0.002, '2d'], [10, 0.001, 'mix']]."""
+    try:
+        stages = [[int(e), float(lr), data] for e, lr, data in
+                  (part.split(":") for part in text.split(",") if part.strip())]
+    except ValueError:
+        stages = None
+    if stages is None or any(d not in ("2d", "mix") for _, _, d in stages):
+        raise argparse.ArgumentTypeError(
+            f"expected EPOCHS:LR:2d|mix[,EPOCHS:LR:2d|mix...], got {text!r}")
+    return stages
+
+
 def _train(args) -> int:
     from mobile_chemist.vision.train import (
         TrainPlan,
@@ -44,7 +57,8 @@ def _eval(args) -> int:
     from mobile_chemist.vision.evaluation import report, run_benchmark, save
 
     res = run_benchmark(scenes=args.scenes, heinsight_scenes=args.heinsight_scenes,
-                        latency_frames=args.latency_frames, config=args.config)
+                        latency_frames=args.latency_frames, mujoco_scenes=args.mujoco_scenes,
+                        config=args.config)
     print(report(res))
     if args.json:
         save(res, args.json)
@@ -63,12 +77,17 @@ def build_parser(prog: str = "mobile-chemist vision") -> argparse.ArgumentParser
     t.add_argument("--det-train-images", type=int)
     t.add_argument("--det-epochs", type=int)
     t.add_argument("--det-imgsz", type=int)
-    t.add_argument("--det-stage2-epochs", type=int)
+    t.add_argument("--det-finetune", type=_stages, metavar="EPOCHS:LR:DATA[,...]",
+                   help="detector fine-tuning stages after stage 1 ('' for none)")
+    t.add_argument("--det-mujoco-train-images", type=int)
     t.add_argument("--seg-scenes", type=int)
+    t.add_argument("--seg-mujoco-scenes", type=int)
     t.add_argument("--seg-epochs", type=int)
     t.set_defaults(func=_train)
     e = sub.add_parser("eval", help="benchmark both backends on held-out synthetic scenes")
     e.add_argument("--scenes", type=int, default=200)
+    e.add_argument("--mujoco-scenes", type=int, default=100,
+                   help="held-out MuJoCo-rendered scenes (0: 2-D scenes only)")
     e.add_argument("--heinsight-scenes", type=int, default=10)
     e.add_argument("--latency-frames", type=int, default=10)
     e.add_argument("--config", help="vision config (default config/vision.yaml)")

@@ -14,7 +14,8 @@ import numpy as np
 from mobile_chemist.vision.classes import HEINSIGHT_BLIND, Phase
 from mobile_chemist.vision.metrics import evaluate
 from mobile_chemist.vision.pipeline import VisionPipeline, load_config
-from mobile_chemist.vision.synthetic import EVAL_SEED_BASE, render_scene
+from mobile_chemist.vision.scenes import iter_scenes
+from mobile_chemist.vision.synthetic import EVAL_SEED_BASE
 
 #: Latency scenes: a 640 x 480 frame with one rack of 16 vials.
 LATENCY_SEED_BASE = EVAL_SEED_BASE + 500_000
@@ -30,7 +31,8 @@ def _with(cfg: dict, backend: str, **over) -> dict:
 
 def latency(pipe: VisionPipeline, frames: int = 10, warmup: int = 2) -> dict:
     """Full pipeline time per 640x480 frame showing a rack of 16 vials."""
-    scenes = [render_scene(LATENCY_SEED_BASE + i, n_vials=16) for i in range(frames + warmup)]
+    scenes = list(iter_scenes(range(LATENCY_SEED_BASE, LATENCY_SEED_BASE + frames + warmup),
+                              n_vials=16))
     times, found = [], []
     for i, s in enumerate(scenes):
         t0 = time.perf_counter()
@@ -45,53 +47,73 @@ def latency(pipe: VisionPipeline, frames: int = 10, warmup: int = 2) -> dict:
             "p95_ms": float(np.percentile(t, 95)), "max_ms": float(t.max())}
 
 
-def run_benchmark(scenes: int = 200, heinsight_scenes: int = 20, latency_frames: int = 10,
-                  config: str | Path | None = None, log=print) -> dict:
+def _heinsight_scores(hpipe: VisionPipeline, scenes: list, conf: float) -> dict:
+    """HeinSight on what it covers: one vessel class, no types, no caps."""
+    res = evaluate(hpipe, scenes, conf_threshold=conf, class_agnostic=True,
+                   judge_type=False, judge_cap=False)
+    covered = [p for p in Phase if p not in HEINSIGHT_BLIND]
+    confusion = np.asarray(res["phase_confusion"])
+    idx = [int(p) for p in covered]
+    sub = confusion[np.ix_(idx, range(len(Phase)))]
+    res["phase_accuracy_covered_classes"] = float(
+        sum(confusion[i, i] for i in idx) / max(sub.sum(), 1))
+    res["covered_classes"] = [p.label for p in covered]
+    return res
+
+
+def run_benchmark(scenes: int = 200, heinsight_scenes: int = 10, latency_frames: int = 10,
+                  mujoco_scenes: int = 100, config: str | Path | None = None,
+                  workers: int = 2, log=print) -> dict:
+    """Both backends on held-out scenes of each generator ("2d", and "mujoco" unless
+    `mujoco_scenes` is 0), then the deployed pipeline's latency on 16-vial frames."""
     cfg = load_config(config)
     import torch
 
     out: dict = {"machine": {"cpu_threads": torch.get_num_threads(),
                              "processor": platform.processor() or platform.machine()},
-                 "held_out_seeds": [EVAL_SEED_BASE, EVAL_SEED_BASE + scenes]}
-    seeds = range(EVAL_SEED_BASE, EVAL_SEED_BASE + scenes)
-
+                 "held_out_seeds": {"2d": [EVAL_SEED_BASE, EVAL_SEED_BASE + scenes]},
+                 "sets": {}}
+    syn_conf = float(cfg["backends"]["synthetic"].get("conf", 0.3))
     # Accuracy: detections down to conf 0.01 for AP; the rest at the deployed threshold.
-    syn_cfg = cfg["backends"]["synthetic"]
     pipe = VisionPipeline(_with(cfg, "synthetic", conf=0.01))
-    t0 = time.time()
-    out["synthetic"] = evaluate(pipe, seeds, conf_threshold=float(syn_cfg.get("conf", 0.3)))
-    log(f"[bench] synthetic backend on {scenes} scenes: {time.time() - t0:.0f} s")
-    deployed = VisionPipeline(_with(cfg, "synthetic"))
-    out["synthetic"]["latency_16_vials"] = latency(deployed, latency_frames)
-
-    if heinsight_scenes:
-        hs_cfg = cfg["backends"]["heinsight"]
-        try:
-            # At its deployed threshold: every vessel costs a YOLOv8m pass on its crop, so
-            # the AP50 here stops at that threshold's recall (a lower bound).
-            hpipe = VisionPipeline(_with(cfg, "heinsight"))
-        except Exception as exc:  # noqa: BLE001 - report, do not fail the benchmark
-            out["heinsight"] = {"error": str(exc)}
-        else:
-            hseeds = range(EVAL_SEED_BASE, EVAL_SEED_BASE + heinsight_scenes)
+    try:
+        # At its deployed threshold: every vessel costs a YOLOv8m pass on its crop, so the
+        # AP50 here stops at that threshold's recall (a lower bound).
+        hpipe = VisionPipeline(_with(cfg, "heinsight")) if heinsight_scenes else None
+        hs_error = None
+    except Exception as exc:  # noqa: BLE001 - report, do not fail the benchmark
+        hpipe, hs_error = None, str(exc)
+    hs_conf = float(cfg["backends"]["heinsight"].get("conf", 0.25))
+    sets = {"2d": scenes, "mujoco": mujoco_scenes}
+    if mujoco_scenes:
+        out["held_out_seeds"]["mujoco"] = [EVAL_SEED_BASE, EVAL_SEED_BASE + mujoco_scenes]
+    for renderer, n in sets.items():
+        if not n:
+            continue
+        t0 = time.time()
+        held_out = list(iter_scenes(range(EVAL_SEED_BASE, EVAL_SEED_BASE + n), renderer,
+                                    workers=workers))
+        log(f"[bench] rendered {n} {renderer} scenes: {time.time() - t0:.0f} s")
+        res: dict = {"synthetic": evaluate(pipe, held_out, conf_threshold=syn_conf)}
+        log(f"[bench] synthetic backend on {n} {renderer} scenes: {time.time() - t0:.0f} s")
+        if hs_error:
+            res["heinsight"] = {"error": hs_error}
+        elif hpipe is not None:
+            few = held_out[:heinsight_scenes]
             t0 = time.time()
-            res = evaluate(hpipe, hseeds, conf_threshold=float(hs_cfg.get("conf", 0.25)),
-                           class_agnostic=True, judge_type=False, judge_cap=False)
-            covered = [p for p in Phase if p not in HEINSIGHT_BLIND]
-            conf = np.asarray(res["phase_confusion"])
-            idx = [int(p) for p in covered]
-            sub = conf[np.ix_(idx, range(len(Phase)))]
-            res["phase_accuracy_covered_classes"] = float(
-                sum(conf[i, i] for i in idx) / max(sub.sum(), 1))
-            res["covered_classes"] = [p.label for p in covered]
-            log(f"[bench] heinsight backend on {heinsight_scenes} scenes: {time.time() - t0:.0f} s")
-            res["latency_16_vials"] = latency(hpipe, max(2, latency_frames // 5), warmup=1)
-            out["heinsight"] = res
-            # Same scenes for the synthetic backend, for a like-for-like comparison.
-            like = evaluate(pipe, hseeds, conf_threshold=float(syn_cfg.get("conf", 0.3)),
-                            class_agnostic=True)
-            out["synthetic_on_heinsight_scenes"] = {
+            res["heinsight"] = _heinsight_scores(hpipe, few, hs_conf)
+            log(f"[bench] heinsight backend on {len(few)} {renderer} scenes: "
+                f"{time.time() - t0:.0f} s")
+            # The same scenes for the synthetic backend, like for like.
+            like = evaluate(pipe, few, conf_threshold=syn_conf, class_agnostic=True)
+            res["synthetic_on_heinsight_scenes"] = {
                 k: like[k] for k in ("detection", "phase_accuracy", "fill_error", "matched_vials")}
+        out["sets"][renderer] = res
+    deployed = VisionPipeline(_with(cfg, "synthetic"))
+    out["latency_16_vials"] = {"synthetic": latency(deployed, latency_frames)}
+    if hpipe is not None:
+        out["latency_16_vials"]["heinsight"] = latency(hpipe, max(2, latency_frames // 5),
+                                                       warmup=1)
     return out
 
 
@@ -104,43 +126,43 @@ def _f(x: float, pct: bool = False) -> str:
 def report(res: dict) -> str:
     """Human-readable tables of a run_benchmark() result."""
     lines = []
-    for name in ("synthetic", "heinsight"):
-        r = res.get(name)
-        if not r:
-            continue
-        if "error" in r:
-            lines.append(f"== {name}: not run ({r['error']})")
-            continue
-        lines.append(f"== backend {name} ({r['matched_vials']} matched vials)")
-        lines.append(f"{'class':<16}{'truth':>6}{'AP50':>8}{'P':>8}{'R':>8}")
-        for c, v in r["detection"]["per_class"].items():
-            lines.append(f"{c:<16}{v['truth']:>6}{_f(v['ap50']):>8}{_f(v['precision']):>8}"
-                         f"{_f(v['recall']):>8}")
-        a = r["detection"]["any_vial"]
-        lines.append(f"{'any vial':<16}{a['truth']:>6}{_f(a['ap50']):>8}{_f(a['precision']):>8}"
-                     f"{_f(a['recall']):>8}   (class-agnostic)")
-        lines.append(f"mAP50 over types {_f(r['detection']['map50'])}   vial type acc "
-                     f"{_f(r['vial_type_accuracy'])}   cap acc {_f(r['cap_accuracy'])}")
-        lines.append(f"phase (content) accuracy {_f(r['phase_accuracy'])}"
-                     + (f"   on the classes HeinSight covers "
-                        f"{_f(r['phase_accuracy_covered_classes'])}"
-                        if "phase_accuracy_covered_classes" in r else ""))
-        lines.append(f"{'phase':<16}{'n':>6}{'P':>8}{'R':>8}")
-        for c, v in r["phase_per_class"].items():
-            lines.append(f"{c:<16}{v['n']:>6}{_f(v['precision']):>8}{_f(v['recall']):>8}")
-        fe = r["fill_error"]
-        lines.append(f"fill-level error (fraction of glass height): mean {_f(fe['mean'])} "
-                     f"p95 {_f(fe['p95'])} over {fe['n']} vials")
-        lat = r.get("latency_16_vials")
-        if lat:
-            lines.append(f"latency, 640x480 frame with 16 vials: mean {lat['mean_ms']:.0f} ms, "
-                         f"median {lat['median_ms']:.0f} ms, p95 {lat['p95_ms']:.0f} ms "
-                         f"({lat['frames']} frames, {lat['found_mean']:.1f} vials found)")
-    like = res.get("synthetic_on_heinsight_scenes")
-    if like:
-        lines.append(f"== synthetic backend on HeinSight's scenes (class-agnostic): mAP50 "
-                     f"{_f(like['detection']['map50'])}, phase acc {_f(like['phase_accuracy'])}, "
-                     f"fill p95 {_f(like['fill_error']['p95'])}")
+    for renderer, backends in res["sets"].items():
+        for name in ("synthetic", "heinsight"):
+            r = backends.get(name)
+            if not r:
+                continue
+            if "error" in r:
+                lines.append(f"== {renderer} scenes, {name}: not run ({r['error']})")
+                continue
+            lines.append(f"== {renderer} scenes, backend {name} ({r['matched_vials']} matched vials)")
+            lines.append(f"{'class':<16}{'truth':>6}{'AP50':>8}{'P':>8}{'R':>8}")
+            for c, v in r["detection"]["per_class"].items():
+                lines.append(f"{c:<16}{v['truth']:>6}{_f(v['ap50']):>8}"
+                             f"{_f(v['precision']):>8}{_f(v['recall']):>8}")
+            a = r["detection"]["any_vial"]
+            lines.append(f"{'any vial':<16}{a['truth']:>6}{_f(a['ap50']):>8}"
+                         f"{_f(a['precision']):>8}{_f(a['recall']):>8}   (class-agnostic)")
+            lines.append(f"mAP50 over types {_f(r['detection']['map50'])}   vial type acc "
+                         f"{_f(r['vial_type_accuracy'])}   cap acc {_f(r['cap_accuracy'])}")
+            lines.append(f"phase (content) accuracy {_f(r['phase_accuracy'])}"
+                         + (f"   on the classes HeinSight covers "
+                            f"{_f(r['phase_accuracy_covered_classes'])}"
+                            if "phase_accuracy_covered_classes" in r else ""))
+            lines.append(f"{'phase':<16}{'n':>6}{'P':>8}{'R':>8}")
+            for c, v in r["phase_per_class"].items():
+                lines.append(f"{c:<16}{v['n']:>6}{_f(v['precision']):>8}{_f(v['recall']):>8}")
+            fe = r["fill_error"]
+            lines.append(f"fill-level error (fraction of glass height): mean {_f(fe['mean'])} "
+                         f"p95 {_f(fe['p95'])} over {fe['n']} vials")
+        like = backends.get("synthetic_on_heinsight_scenes")
+        if like:
+            lines.append(f"== {renderer} scenes, synthetic backend on HeinSight's scenes "
+                         f"(class-agnostic): AP50 {_f(like['detection']['map50'])}, phase acc "
+                         f"{_f(like['phase_accuracy'])}, fill p95 {_f(like['fill_error']['p95'])}")
+    for name, lat in res.get("latency_16_vials", {}).items():
+        lines.append(f"latency {name}, 640x480 frame with 16 vials: mean {lat['mean_ms']:.0f} ms, "
+                     f"median {lat['median_ms']:.0f} ms, p95 {lat['p95_ms']:.0f} ms "
+                     f"({lat['frames']} frames, {lat['found_mean']:.1f} vials found)")
     return "\n".join(lines)
 
 

@@ -10,7 +10,7 @@ import numpy as np
 
 from mobile_chemist.vision.classes import Phase, VialType
 from mobile_chemist.vision.pipeline import Detection
-from mobile_chemist.vision.synthetic import Scene, VialTruth, render_scene
+from mobile_chemist.vision.synthetic import Scene, VialTruth
 
 
 def iou(a: Sequence[float], b: Sequence[float]) -> float:
@@ -81,13 +81,12 @@ class Tally:
     any_fp: int = 0
 
 
-def evaluate(run: Callable[[np.ndarray], list[Detection]], seeds: Iterable[int],
+def evaluate(run: Callable[[np.ndarray], list[Detection]], scenes: Iterable[Scene],
              conf_threshold: float, class_agnostic: bool = False, judge_type: bool = True,
-             judge_cap: bool = True, scenes: Callable[[int], Scene] = render_scene) -> dict:
-    """Run `run` on the scenes of `seeds` and score it (see Tally)."""
+             judge_cap: bool = True) -> dict:
+    """Run `run` on `scenes` and score it against their labels (see Tally)."""
     t = Tally()
-    for seed in seeds:
-        scene = scenes(int(seed))
+    for scene in scenes:
         t0 = time.perf_counter()
         dets = run(scene.image)
         t.latency_ms.append((time.perf_counter() - t0) * 1000)
@@ -99,7 +98,10 @@ def evaluate(run: Callable[[np.ndarray], list[Detection]], seeds: Iterable[int],
         hits = {i for i, _ in match(dets, truths, same_class=not class_agnostic)}
         for i, d in enumerate(dets):
             k = key(d.vial_type)
-            t.det_scores.setdefault(k, []).append(d.confidence)
+            # Per type, a detection's score is P(vial) * P(type) (class-agnostic: P(vial)).
+            score = d.confidence * (d.type_confidence if not class_agnostic
+                                    and d.type_confidence > 0 else 1.0)
+            t.det_scores.setdefault(k, []).append(score)
             t.det_hits.setdefault(k, []).append(i in hits)
             if d.confidence >= conf_threshold:
                 if i in hits:

@@ -299,6 +299,30 @@ def _draw_vial(img: np.ndarray, rng: np.random.Generator, vtype: VialType, cx: f
                      fill_level=float(fill), segments=segs)
 
 
+def camera_effects(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Lighting and camera: gain, colour cast, vignetting, blur, sensor noise, JPEG.
+
+    `img` is an H x W x 3 float32 BGR image in 0..255; returns uint8. Shared with the
+    MuJoCo renderer (mujoco_scene.py) so both generators degrade images the same way.
+    """
+    height, width = img.shape[:2]
+    img = img * rng.uniform(0.65, 1.3) + rng.uniform(-25, 25)
+    img *= (1 + rng.normal(0, 0.06, 3)).astype(np.float32)
+    if rng.random() < 0.5:
+        yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+        r2 = ((xx - width / 2) / width) ** 2 + ((yy - height / 2) / height) ** 2
+        img *= (1 - rng.uniform(0, 0.8) * r2)[..., None]
+    sigma = rng.uniform(0, 1.1)
+    if sigma > 0.3:
+        img = cv2.GaussianBlur(img, (0, 0), sigma)
+    img += rng.normal(0, rng.uniform(0, 6), img.shape).astype(np.float32)
+    out = np.clip(img, 0, 255).astype(np.uint8)
+    if rng.random() < 0.5:
+        _, buf = cv2.imencode(".jpg", out, [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(45, 95))])
+        out = cv2.imdecode(buf, cv2.IMREAD_COLOR)
+    return out
+
+
 def render_scene(seed: int, width: int = 640, height: int = 480,
                  max_vials: int = 16, n_vials: int | None = None) -> Scene:
     """One random scene, a pure function of its arguments.
@@ -341,35 +365,28 @@ def render_scene(seed: int, width: int = 640, height: int = 480,
             content = CONTENT_CLASSES[rng.integers(0, len(CONTENT_CLASSES))]
             cap = bool(rng.random() < 0.6)
             vials.append(_draw_vial(img, rng, vtype, cx, yb, s, cap, content))
-    # Lighting and camera: gain, colour cast, vignetting, blur, sensor noise, JPEG.
-    img = img * rng.uniform(0.65, 1.3) + rng.uniform(-25, 25)
-    img *= (1 + rng.normal(0, 0.06, 3)).astype(np.float32)
-    if rng.random() < 0.5:
-        yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
-        r2 = ((xx - width / 2) / width) ** 2 + ((yy - height / 2) / height) ** 2
-        img *= (1 - rng.uniform(0, 0.8) * r2)[..., None]
-    sigma = rng.uniform(0, 1.1)
-    if sigma > 0.3:
-        img = cv2.GaussianBlur(img, (0, 0), sigma)
-    img += rng.normal(0, rng.uniform(0, 6), img.shape).astype(np.float32)
-    out = np.clip(img, 0, 255).astype(np.uint8)
-    if rng.random() < 0.5:
-        _, buf = cv2.imencode(".jpg", out, [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(45, 95))])
-        out = cv2.imdecode(buf, cv2.IMREAD_COLOR)
+    out = camera_effects(img, rng)
     vials.sort(key=lambda v: (round(v.box[3] / 40), v.box[0]))
     return Scene(image=out, vials=vials, seed=seed)
 
 
-def write_yolo_dataset(root: Path, train_seeds: Iterable[int], val_seeds: Iterable[int]) -> Path:
-    """Write images + YOLO labels + data.yaml under `root`; returns data.yaml."""
+def write_yolo_dataset(root: Path, train_seeds: Iterable[int], val_seeds: Iterable[int],
+                       renderer: str = "2d", workers: int = 1) -> Path:
+    """Write images + YOLO labels + data.yaml under `root`; returns data.yaml.
+
+    Calls with different renderers may fill the same `root` (file names differ), for a
+    data set that mixes both generators.
+    """
+    from mobile_chemist.vision.scenes import iter_scenes
+
     root = Path(root)
+    prefix = {"2d": "s", "mujoco": "m"}[renderer]
     for split, seeds in (("train", train_seeds), ("val", val_seeds)):
         (root / "images" / split).mkdir(parents=True, exist_ok=True)
         (root / "labels" / split).mkdir(parents=True, exist_ok=True)
-        for seed in seeds:
-            scene = render_scene(seed)
+        for scene in iter_scenes(seeds, renderer, workers=workers):
             h, w = scene.image.shape[:2]
-            name = f"s{seed:09d}"
+            name = f"{prefix}{scene.seed:09d}"
             cv2.imwrite(str(root / "images" / split / f"{name}.png"), scene.image)
             lines = []
             for v in scene.vials:

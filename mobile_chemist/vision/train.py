@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from mobile_chemist.vision.synthetic import (
@@ -25,35 +25,58 @@ WORK = REPO / "runs" / "vision"
 class TrainPlan:
     """Everything that decides the committed models (recorded next to them)."""
 
-    det_train_images: int = 1000
+    det_train_images: int = 1000     # 2-D scenes (synthetic.render_scene)
     det_val_images: int = 100
+    # MuJoCo scenes (mujoco_scene.render_mujoco_scene) added for the stages on "mix".
+    det_mujoco_train_images: int = 600
+    det_mujoco_val_images: int = 50
     det_epochs: int = 8
     det_imgsz: int = 384
     det_batch: int = 8
     det_model: str = "mobile_chemist/vision/vial_detector.yaml"  # relative to the repo
-    # Stage 2: more epochs from stage 1's best weights (ultralytics' automatic optimiser
-    # picks a cautious AdamW rate for short runs; stage 2 restarts the schedule).
-    det_stage2_epochs: int = 10
-    det_stage2_lr: float = 0.002
-    seg_scenes: int = 1500
-    seg_epochs: int = 6
+    # Stages 2, 3, ...: [epochs, AdamW lr0, data ("2d" or "mix")] from the previous
+    # stage's best weights (ultralytics' automatic optimiser picks a cautious rate for
+    # short runs; each stage restarts the schedule).
+    det_finetune: list = field(default_factory=lambda: [[10, 0.002, "2d"], [10, 0.001, "2d"],
+                                                        [10, 0.001, "mix"]])
+    seg_scenes: int = 2500           # 2-D scenes for segmenter crops
+    seg_mujoco_scenes: int = 1200    # MuJoCo scenes for segmenter crops
+    seg_epochs: int = 10
     seg_jitter: float = 0.06         # box noise (fraction of width/height, 1 sigma) of crops
     seed: int = 0
+    workers: int = 2                 # MuJoCo rendering processes
+
+
+def detector_data(plan: TrainPlan, data: str, work: Path = WORK, log=print) -> Path:
+    """The detector's data set ("2d" or "mix"), rendered into `work` once."""
+    if data not in ("2d", "mix"):
+        raise ValueError(f"detector data must be '2d' or 'mix', not {data!r}")
+    root = work / f"det_data_{plan.det_train_images}"
+    if data == "mix":
+        root = root.with_name(root.name + f"_mj{plan.det_mujoco_train_images}")
+    done = root / "data.yaml"
+    if done.is_file():
+        return done
+    log(f"[detector] rendering {plan.det_train_images} + {plan.det_val_images} 2-D scenes "
+        f"into {root}")
+    write_yolo_dataset(root, range(TRAIN_SEED_BASE, TRAIN_SEED_BASE + plan.det_train_images),
+                       range(VAL_SEED_BASE, VAL_SEED_BASE + plan.det_val_images))
+    if data == "mix":
+        log(f"[detector] rendering {plan.det_mujoco_train_images} + "
+            f"{plan.det_mujoco_val_images} MuJoCo scenes into {root}")
+        write_yolo_dataset(
+            root, range(TRAIN_SEED_BASE, TRAIN_SEED_BASE + plan.det_mujoco_train_images),
+            range(VAL_SEED_BASE, VAL_SEED_BASE + plan.det_mujoco_val_images),
+            renderer="mujoco", workers=plan.workers)
+    return done
 
 
 def train_detector(plan: TrainPlan, work: Path = WORK, log=print) -> Path:
-    """Train the vial detector from scratch; returns its best weights."""
+    """Train the vial detector from scratch, then fine-tune it; returns its best weights."""
     offline_ultralytics()
     from ultralytics import YOLO
 
-    data_root = work / f"det_data_{plan.det_train_images}"
-    data = data_root / "data.yaml"
-    if not data.is_file():
-        log(f"[detector] rendering {plan.det_train_images} + {plan.det_val_images} scenes "
-            f"into {data_root}")
-        write_yolo_dataset(data_root,
-                           range(TRAIN_SEED_BASE, TRAIN_SEED_BASE + plan.det_train_images),
-                           range(VAL_SEED_BASE, VAL_SEED_BASE + plan.det_val_images))
+    data = detector_data(plan, "2d", work, log)
     model = YOLO(str(REPO / plan.det_model) if (REPO / plan.det_model).is_file() else plan.det_model)
     t0 = time.time()
     model.train(data=str(data), epochs=plan.det_epochs, imgsz=plan.det_imgsz,
@@ -63,45 +86,61 @@ def train_detector(plan: TrainPlan, work: Path = WORK, log=print) -> Path:
                 pretrained=False)
     best = work / "train" / "detector" / "weights" / "best.pt"
     log(f"[detector] stage 1 trained in {time.time() - t0:.0f} s")
-    if plan.det_stage2_epochs:
-        best = train_detector_stage2(plan, best, work, log)
+    for k, (epochs, lr, which) in enumerate(plan.det_finetune, start=2):
+        best = train_detector_stage(plan, best, k, int(epochs), float(lr), which, work, log)
     return best
 
 
-def train_detector_stage2(plan: TrainPlan, stage1: Path, work: Path = WORK, log=print) -> Path:
-    """Continue from stage 1's best weights with a fresh AdamW schedule."""
+def train_detector_stage(plan: TrainPlan, start: Path, stage: int, epochs: int, lr: float,
+                         data: str = "2d", work: Path = WORK, log=print) -> Path:
+    """Continue from `start` (the previous stage's best weights) with a fresh AdamW schedule."""
     offline_ultralytics()
     from ultralytics import YOLO
 
-    data = work / f"det_data_{plan.det_train_images}" / "data.yaml"
+    data_yaml = detector_data(plan, data, work, log)
     t0 = time.time()
-    model = YOLO(str(stage1))
-    model.train(data=str(data), epochs=plan.det_stage2_epochs, imgsz=plan.det_imgsz,
+    model = YOLO(str(start))
+    name = f"detector_stage{stage}"
+    model.train(data=str(data_yaml), epochs=epochs, imgsz=plan.det_imgsz,
                 batch=plan.det_batch, workers=2, amp=False, plots=False, device="cpu",
                 seed=plan.seed, deterministic=True, close_mosaic=1, warmup_epochs=0,
-                optimizer="AdamW", lr0=plan.det_stage2_lr, project=str(work / "train"),
-                name="detector_stage2", exist_ok=True, verbose=False)
-    log(f"[detector] stage 2 trained in {time.time() - t0:.0f} s")
-    return work / "train" / "detector_stage2" / "weights" / "best.pt"
+                optimizer="AdamW", lr0=lr, project=str(work / "train"),
+                name=name, exist_ok=True, verbose=False)
+    log(f"[detector] stage {stage} ({data}) trained in {time.time() - t0:.0f} s")
+    return work / "train" / name / "weights" / "best.pt"
+
+
+def segmenter_data(plan: TrainPlan, work: Path = WORK, log=print):
+    """Crops from 2-D and MuJoCo scenes (each set cached in `work`)."""
+    from mobile_chemist.vision.segmenter import CropSet, make_crops
+
+    parts = []
+    for renderer, n in (("2d", plan.seg_scenes), ("mujoco", plan.seg_mujoco_scenes)):
+        if not n:
+            continue
+        tag = "" if renderer == "2d" else "_mujoco"
+        cache = work / f"seg_crops{tag}_{n}_j{plan.seg_jitter:g}_s{plan.seed}_v2.npz"
+        if cache.is_file():
+            parts.append(CropSet.load(cache))
+            continue
+        log(f"[segmenter] rendering {n} {renderer} scenes for crops")
+        crops = make_crops(range(SEG_SEED_BASE, SEG_SEED_BASE + n), jitter=plan.seg_jitter,
+                           seed=plan.seed, renderer=renderer, workers=plan.workers)
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        crops.save(cache)
+        parts.append(crops)
+    data = parts[0]
+    for more in parts[1:]:
+        data = data + more
+    return data
 
 
 def train_phase_segmenter(plan: TrainPlan, work: Path = WORK, log=print) -> Path:
-    import numpy as np
+    from mobile_chemist.vision.segmenter import train_segmenter
 
-    from mobile_chemist.vision.segmenter import make_crops, train_segmenter
-
-    cache = work / f"seg_crops_{plan.seg_scenes}_j{plan.seg_jitter:g}.npz"
-    if cache.is_file():
-        d = np.load(cache)
-        crops, labels = d["crops"], d["labels"]
-    else:
-        log(f"[segmenter] rendering {plan.seg_scenes} scenes for crops")
-        crops, labels = make_crops(range(SEG_SEED_BASE, SEG_SEED_BASE + plan.seg_scenes),
-                                   jitter=plan.seg_jitter, seed=plan.seed)
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        np.savez_compressed(cache, crops=crops, labels=labels)
-    log(f"[segmenter] {len(crops)} crops")
-    return train_segmenter(crops, labels, work / "train" / "phase_segmenter.pt",
+    data = segmenter_data(plan, work, log)
+    log(f"[segmenter] {len(data)} crops")
+    return train_segmenter(data, work / "train" / "phase_segmenter.pt",
                            epochs=plan.seg_epochs, seed=plan.seed, log=log)
 
 
