@@ -38,7 +38,7 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 import cv2
 import numpy as np
 
-from mobile_chemist.vision.classes import BULK_ROWS, DETECTOR_CLASSES, Row, VialType
+from mobile_chemist.vision.classes import DETECTOR_CLASSES, Row, VialType
 from mobile_chemist.vision.synthetic import (
     CONTENT_CLASSES,
     GEOMETRY,
@@ -47,6 +47,7 @@ from mobile_chemist.vision.synthetic import (
     _colour,
     _contents,
     camera_effects,
+    label_rows,
 )
 
 #: Angular resolution of the lathe meshes and of the label rings.
@@ -335,23 +336,9 @@ class _Vial:
             r = float(_inner_radius(g, np.array([z]))[0])
             return float(np.clip(cam.project(_ring(self.pos, z, r))[1].max(), gt, gb))
 
-        segs: list[tuple[float, float, int]] = []
-        if self.cap:
-            segs.append((y1, gt, int(Row.CAP)))
-        bounds = []
-        for lo, hi, r in self.layers:
-            bounds.append((row(self.z_of(hi)), gb if lo == 0.0 else row(self.z_of(lo)), r))
-        bounds.sort()
-        cursor = gt
-        for top, bottom, r in bounds:
-            if top > cursor:
-                segs.append((cursor, top, int(Row.HEADSPACE)))
-            segs.append((top, bottom, int(r)))
-            cursor = bottom
-        if cursor < gb:
-            segs.append((cursor, gb, int(Row.HEADSPACE)))
-        bulk_tops = [top for top, _, r in bounds if r in BULK_ROWS]
-        fill = (gb - min(bulk_tops)) / (gb - gt) if bulk_tops else 0.0
+        bounds = [(row(self.z_of(hi)), gb if lo == 0.0 else row(self.z_of(lo)), r)
+                  for lo, hi, r in self.layers]
+        segs, fill = label_rows(gt, gb, bounds, y1 if self.cap else None)
         return VialTruth(box=(x1, y1, x2, y2), vial_type=int(self.vtype), cap=self.cap,
                          content=int(self.content), glass_top=gt, glass_bottom=gb,
                          fill_level=float(fill), segments=segs)

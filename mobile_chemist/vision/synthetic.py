@@ -272,26 +272,11 @@ def _draw_vial(img: np.ndarray, rng: np.random.Generator, vtype: VialType, cx: f
             patch[thread] *= 0.7
 
     # Labels: rows from the cap to the glass bottom.
-    segs: list[tuple[float, float, int]] = []
-    if cap:
-        segs.append((yt - cap_h, yt, int(Row.CAP)))
-    # Row y belongs to the layer containing it; above the top layer is headspace.
     bounds: list[tuple[float, float, Row]] = []
     for lo, hi, row in layers:
         y_lo = yb if lo == 0.0 else inner_bottom - lo * inner_h
         bounds.append((inner_bottom - hi * inner_h, y_lo, row))
-    bounds.sort()
-    cursor = yt
-    for top, bottom, row in bounds:
-        if top > cursor:
-            segs.append((cursor, top, int(Row.HEADSPACE)))
-        segs.append((top, bottom, int(row)))
-        cursor = bottom
-    if cursor < yb:
-        # Empty (or residue-only) vials: the glass floor counts as headspace.
-        segs.append((cursor, yb, int(Row.HEADSPACE)))
-    bulk_tops = [top for top, _, row in bounds if row in BULK_ROWS]
-    fill = (yb - min(bulk_tops)) / (yb - yt) if bulk_tops else 0.0
+    segs, fill = label_rows(yt, yb, bounds, yt - cap_h if cap else None)
     box = (cx - max(r, cap_w if cap else 0.0), yt - (cap_h if cap else 0.0),
            cx + max(r, cap_w if cap else 0.0), yb)
     return VialTruth(box=tuple(float(v) for v in box), vial_type=int(vtype), cap=bool(cap),
@@ -321,6 +306,32 @@ def camera_effects(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         _, buf = cv2.imencode(".jpg", out, [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(45, 95))])
         out = cv2.imdecode(buf, cv2.IMREAD_COLOR)
     return out
+
+
+def label_rows(glass_top: float, glass_bottom: float,
+               layers: Iterable[tuple[float, float, Row]], cap_top: float | None = None
+               ) -> tuple[list[tuple[float, float, int]], float]:
+    """A vial's per-row segments and fill level from its layers' (top, bottom, Row) image rows.
+
+    Rows from the cap (if `cap_top` is given) to the glass bottom; a row belongs to the
+    layer containing it, glass above and between layers is headspace.
+    """
+    segs: list[tuple[float, float, int]] = []
+    if cap_top is not None:
+        segs.append((cap_top, glass_top, int(Row.CAP)))
+    bounds = sorted(layers)
+    cursor = glass_top
+    for top, bottom, row in bounds:
+        if top > cursor:
+            segs.append((cursor, top, int(Row.HEADSPACE)))
+        segs.append((top, bottom, int(row)))
+        cursor = bottom
+    if cursor < glass_bottom:
+        # Empty (or residue-only) vials: the glass floor counts as headspace.
+        segs.append((cursor, glass_bottom, int(Row.HEADSPACE)))
+    bulk_tops = [top for top, _, row in bounds if row in BULK_ROWS]
+    fill = (glass_bottom - min(bulk_tops)) / (glass_bottom - glass_top) if bulk_tops else 0.0
+    return segs, fill
 
 
 def render_scene(seed: int, width: int = 640, height: int = 480,
