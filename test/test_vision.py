@@ -281,3 +281,19 @@ def test_metrics_score_an_oracle_perfectly_and_a_wrong_reader_badly():
     assert w["fill_error"]["mean"] == pytest.approx(0.1)
     text = report({"sets": {"2d": {"synthetic": r}}, "latency_16_vials": {}})
     assert "phase (content) accuracy 1.000" in text and "2d scenes" in text
+
+
+@pytest.mark.skipif(not HAVE_MODELS, reason="models/ not trained")
+def test_backends_mix_per_class_as_configured():
+    """HeinSight finds the vessels, the project's models read type, cap and phases."""
+    pytest.importorskip("heinsight")
+    cfg = load_config()
+    cfg["decide"] = {"vials": "heinsight", "cap": "synthetic", "phases": "synthetic"}
+    pipe = VisionPipeline(cfg)
+    scene = render_scene(10_000_004)
+    dets = pipe(scene.image)
+    assert dets, "HeinSight found no vessel"
+    for d in dets:
+        assert d.backend == "heinsight+synthetic"
+        assert d.vial_type != VialType.UNKNOWN and 0 < d.type_confidence <= 1
+        assert 0 < d.cap_confidence <= 1 and np.isfinite(d.fill_level)

@@ -175,7 +175,8 @@ class SyntheticBackend:
                 d.content, d.content_confidence = r.content, r.content_confidence
                 d.layers = [Layer(t, b, p, c) for t, b, p, c in r.layers]
                 d.fill_level = r.fill_level
-                d.backend = self.name if not d.backend else d.backend
+            if cap or phases:
+                _credit(d, self.name)
 
 
 class HeinSightBackend:
@@ -238,8 +239,14 @@ class HeinSightBackend:
                                                          Phase.SOLID)]
             height = max(y2 - y1, 1)
             d.fill_level = float(np.clip((y2 - min(bulk)) / height, 0, 1)) if bulk else 0.0
-            d.backend = f"{d.backend}+{self.name}" if d.backend and d.backend != self.name \
-                else self.name
+            _credit(d, self.name)
+
+
+def _credit(d: Detection, backend: str) -> None:
+    """Name every backend that decided something about `d` ("heinsight+synthetic")."""
+    names = d.backend.split("+") if d.backend else []
+    if backend not in names:
+        d.backend = "+".join(names + [backend])
 
 
 BACKENDS = {"synthetic": SyntheticBackend, "heinsight": HeinSightBackend}
