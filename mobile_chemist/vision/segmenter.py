@@ -335,9 +335,10 @@ def make_crops(seeds: Sequence[int], jitter: float = 0.03, seed: int = 0,
     """Training crops and labels from synthetic scenes, boxes jittered like a detector's."""
     from mobile_chemist.vision.scenes import iter_scenes
 
-    rng = np.random.default_rng(seed)
     xs, rows, types, contents, aspects = [], [], [], [], []
     for scene in iter_scenes(seeds, renderer, workers=workers):
+        # Box noise seeded per scene: a set is the union of its scenes' crops, however split.
+        rng = np.random.default_rng([seed, scene.seed])
         for v in scene.vials:
             x1, y1, x2, y2 = v.box
             w, h = x2 - x1, y2 - y1
@@ -353,8 +354,10 @@ def make_crops(seeds: Sequence[int], jitter: float = 0.03, seed: int = 0,
 
 
 def train_segmenter(data: CropSet, out: str | Path, epochs: int = 8, batch: int = 64,
-                    lr: float = 3e-3, seed: int = 0, log=print) -> Path:
-    """Train from scratch on `data`; saves {'model': state_dict, ...} to `out`.
+                    lr: float = 3e-3, seed: int = 0, start: str | Path | None = None,
+                    log=print) -> Path:
+    """Train on `data` from scratch (or from the weights `start`); saves {'model':
+    state_dict, ...} to `out`.
 
     Loss: cross-entropy of the row labels + of the vial type + of the content class.
     """
@@ -364,6 +367,8 @@ def train_segmenter(data: CropSet, out: str | Path, epochs: int = 8, batch: int 
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     model = build_model()
+    if start is not None:
+        model.load_state_dict(torch.load(start, map_location="cpu", weights_only=True)["model"])
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
     steps = epochs * int(np.ceil(len(data) / batch))
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(steps, 1))

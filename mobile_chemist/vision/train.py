@@ -38,10 +38,12 @@ class TrainPlan:
     # stage's best weights (ultralytics' automatic optimiser picks a cautious rate for
     # short runs; each stage restarts the schedule).
     det_finetune: list = field(default_factory=lambda: [[10, 0.002, "2d"], [10, 0.001, "2d"],
-                                                        [10, 0.001, "mix"]])
+                                                        [10, 0.001, "mix"], [8, 0.0005, "mix"]])
     seg_scenes: int = 2500           # 2-D scenes for segmenter crops
-    seg_mujoco_scenes: int = 1200    # MuJoCo scenes for segmenter crops
-    seg_epochs: int = 10
+    seg_mujoco_scenes: int = 3000    # MuJoCo scenes for segmenter crops
+    seg_epochs: int = 12
+    # Then [epochs, max lr] stages from the previous stage's weights, on the same crops.
+    seg_finetune: list = field(default_factory=lambda: [[6, 1e-3]])
     seg_jitter: float = 0.06         # box noise (fraction of width/height, 1 sigma) of crops
     seed: int = 0
     workers: int = 2                 # MuJoCo rendering processes
@@ -119,7 +121,7 @@ def segmenter_data(plan: TrainPlan, work: Path = WORK, log=print):
         if not n:
             continue
         tag = "" if renderer == "2d" else "_mujoco"
-        cache = work / f"seg_crops{tag}_{n}_j{plan.seg_jitter:g}_s{plan.seed}_v2.npz"
+        cache = work / f"seg_crops{tag}_{n}_j{plan.seg_jitter:g}_s{plan.seed}_v3.npz"
         if cache.is_file():
             parts.append(CropSet.load(cache))
             continue
@@ -140,8 +142,13 @@ def train_phase_segmenter(plan: TrainPlan, work: Path = WORK, log=print) -> Path
 
     data = segmenter_data(plan, work, log)
     log(f"[segmenter] {len(data)} crops")
-    return train_segmenter(data, work / "train" / "phase_segmenter.pt",
-                           epochs=plan.seg_epochs, seed=plan.seed, log=log)
+    out = train_segmenter(data, work / "train" / "phase_segmenter.pt",
+                          epochs=plan.seg_epochs, seed=plan.seed, log=log)
+    for k, (epochs, lr) in enumerate(plan.seg_finetune, start=2):
+        out = train_segmenter(data, work / "train" / f"phase_segmenter_stage{k}.pt",
+                              epochs=int(epochs), lr=float(lr), seed=plan.seed, start=out,
+                              log=log)
+    return out
 
 
 def install(detector: Path | None, segmenter: Path | None, plan: TrainPlan,
