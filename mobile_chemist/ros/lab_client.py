@@ -91,8 +91,8 @@ class LabClient:
         A goal response or a result can be lost in transit (rclpy's action client can drop
         one under a multi-threaded executor). Two recoveries, neither of which can run an
         operation twice: an unanswered goal is sent again (servers execute a request_id at
-        most once), and a result that does not follow a terminal goal status is asked for
-        again.
+        most once), and a result that has not come is asked for again, with growing
+        intervals (the terminal status may have been lost with it).
         """
         if not client.wait_for_server(timeout_sec=self.server_timeout_s):
             return None, f"no action server at {client._action_name} after {self.server_timeout_s} s"
@@ -138,13 +138,14 @@ class LabClient:
             if not handles and goal.request_id:
                 self._log_retry(f"no goal response for request {goal.request_id}; sending again")
                 send()
-            elif any(h.status in _TERMINAL for h in handles):
-                self._log_retry(f"request {goal.request_id} finished but no result came; "
-                                "asking for it again")
+            elif handles:
+                # The terminal status and the result response can both be lost: ask for the
+                # result again (harmless: the server answers every request once the goal ends).
+                if any(h.status in _TERMINAL for h in handles):
+                    self._log_retry(f"request {goal.request_id} finished but no result came; "
+                                    "asking for it again")
                 for h in handles:
                     h.get_result_async().add_done_callback(on_result)
-            else:
-                continue  # accepted and still running: just wait
             last_ask, resend_after = now, min(2 * resend_after, 300.0)
         response = box["response"]
         if response is None:
