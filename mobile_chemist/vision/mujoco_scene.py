@@ -48,6 +48,7 @@ from mobile_chemist.vision.synthetic import (
     _contents,
     camera_effects,
     label_rows,
+    liquid_colour,
 )
 
 #: Angular resolution of the lathe meshes and of the label rings.
@@ -420,13 +421,7 @@ def _add_vial(world: _World, rng: np.random.Generator, v: _Vial, glass_mat: str)
         inset = 0.15 if row == Row.RESIDUE else 0.0
         prof = [(float(z), float(r) - inset) for z, r in zip(zs, _inner_radius(g, zs))]
         if row in (Row.LIQUID, Row.LIQUID_UPPER, Row.LIQUID_LOWER):
-            colour = _colour(rng, sat=(0.0, 1.0), val=(0.3, 1.0))
-            alpha = rng.uniform(0.25, 0.9)
-            if prev_colour is not None:  # two phases must look different
-                for _ in range(20):
-                    if np.abs(colour - prev_colour).sum() > 150:
-                        break
-                    colour = _colour(rng, sat=(0.0, 1.0), val=(0.3, 1.0))
+            colour, alpha = liquid_colour(rng, prev_colour)
             prev_colour = colour
             mat = world.material([*_rgb(colour), alpha], specular=0.5, shininess=0.6)
             # A meniscus: a thin, darker band of the same liquid just under the surface.

@@ -195,13 +195,7 @@ def _draw_vial(img: np.ndarray, rng: np.random.Generator, vtype: VialType, cx: f
             continue
         n = int(m.sum())
         if row in (Row.LIQUID, Row.LIQUID_UPPER, Row.LIQUID_LOWER):
-            colour = _colour(rng, sat=(0.0, 1.0), val=(0.3, 1.0))
-            alpha = rng.uniform(0.25, 0.9)
-            if prev_colour is not None:  # two phases must look different
-                for _ in range(20):
-                    if np.abs(colour - prev_colour).sum() > 150:
-                        break
-                    colour = _colour(rng, sat=(0.0, 1.0), val=(0.3, 1.0))
+            colour, alpha = liquid_colour(rng, prev_colour)
             prev_colour = colour
             base = np.broadcast_to(row_bg, patch.shape) * 0.9
             val = (1 - alpha) * base + alpha * colour[None, None] * shade
@@ -306,6 +300,20 @@ def camera_effects(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         _, buf = cv2.imencode(".jpg", out, [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(45, 95))])
         out = cv2.imdecode(buf, cv2.IMREAD_COLOR)
     return out
+
+
+def liquid_colour(rng: np.random.Generator, above: np.ndarray | None
+                  ) -> tuple[np.ndarray, float]:
+    """A liquid's colour (BGR) and alpha; the second of two phases must look different
+    from the one `above` it."""
+    colour = _colour(rng, sat=(0.0, 1.0), val=(0.3, 1.0))
+    alpha = rng.uniform(0.25, 0.9)
+    if above is not None:
+        for _ in range(20):
+            if np.abs(colour - above).sum() > 150:
+                break
+            colour = _colour(rng, sat=(0.0, 1.0), val=(0.3, 1.0))
+    return colour, alpha
 
 
 def label_rows(glass_top: float, glass_bottom: float,
