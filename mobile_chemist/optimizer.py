@@ -542,26 +542,28 @@ class BatchBayesianOptimizer:
         """Top up `chosen` to n distinct points not in `exclude` (uniform samples; an
         exhaustive enumeration for small spaces; observed points once exhausted)."""
         keys = exclude | {g.tobytes() for g in chosen}
+
+        def take(candidates) -> bool:
+            """Append the new ones among `candidates`; True once `chosen` holds n."""
+            for g in candidates:
+                k = g.tobytes()
+                if k not in keys:
+                    keys.add(k)
+                    chosen.append(g)
+                    if len(chosen) >= n:
+                        return True
+            return len(chosen) >= n
+
         for _ in range(20):
             if len(chosen) >= n:
                 return chosen[:n]
-            for g in self.space.sample_grid(max(64, 4 * (n - len(chosen))), rng):
-                k = g.tobytes()
-                if k not in keys:
-                    keys.add(k)
-                    chosen.append(g)
-                    if len(chosen) >= n:
-                        return chosen
+            if take(self.space.sample_grid(max(64, 4 * (n - len(chosen))), rng)):
+                return chosen
         if self.space.count() <= 2_000_000:
             allg = self.space.enumerate_grid(2_000_000)
             rng.shuffle(allg)
-            for g in allg:
-                k = g.tobytes()
-                if k not in keys:
-                    keys.add(k)
-                    chosen.append(g)
-                    if len(chosen) >= n:
-                        return chosen
+            if take(allg):
+                return chosen
             # exhausted: repeat observed points, best measured first
             for i in np.argsort(-self._y, kind="stable"):
                 g = self._G[i]
