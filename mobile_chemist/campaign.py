@@ -13,6 +13,11 @@ database after any interruption:
   experiments are recorded as failed with that reason;
 - the optimizer is rebuilt by replaying every finished batch's measurements in order,
   which gives the same state as an uninterrupted run.
+
+Inspect steps (vision checks, `mobile_chemist.inspection`) take looks at the rack through
+the Dispatcher and fail the vials that do not look as expected; an inspection changes
+nothing in the lab, so one interrupted mid-way is simply done again. A runner built with
+`inspect=False` skips them (a campaign without vision), keeping the step numbering.
 """
 
 from __future__ import annotations
@@ -25,9 +30,10 @@ from typing import Callable, Mapping, Protocol, Sequence
 
 from mobile_chemist.config import CampaignConfig, LabConfig
 from mobile_chemist.database import CampaignDatabase, ExperimentRecord
+from mobile_chemist.inspection import Inspection, Look
 from mobile_chemist.stations import VialResult
-from mobile_chemist.workflow import (ExecuteStep, NavigateStep, TransferStep, Workflow,
-                                     measurement_step_index)
+from mobile_chemist.workflow import (ExecuteStep, InspectStep, NavigateStep, TransferStep,
+                                     Workflow, measurement_step_index)
 
 
 @dataclass
@@ -57,6 +63,9 @@ class Dispatcher(Protocol):
                 vial_ids: Sequence[str], parameters: Mapping[str, float],
                 vial_parameters: Sequence[Mapping[str, float]], *,
                 recover_only: bool) -> StepOutcome: ...
+
+    def look(self, request_id: str, station: str) -> Look:
+        """One fresh image of the rack at `station`, read by vision."""
 
 
 class CampaignStopped(RuntimeError):
@@ -136,7 +145,7 @@ class CampaignRunner:
                  workflow: Workflow, space, optimizer, dispatcher: Dispatcher,
                  on_status: Callable[[dict], None] = lambda status: None,
                  on_experiment: Callable[[ExperimentRecord], None] = lambda record: None,
-                 log: Callable[[str], None] = print):
+                 log: Callable[[str], None] = print, inspect: bool = True):
         self.db = db
         self.campaign = campaign
         self.lab = lab
@@ -147,6 +156,7 @@ class CampaignRunner:
         self.on_status = on_status
         self.on_experiment = on_experiment
         self.log = log
+        self.inspect = inspect
         self.measure_index = measurement_step_index(workflow, lab, campaign.objective)
         self._wall_start = time.monotonic()
         self._current_step = ""
@@ -247,11 +257,14 @@ class CampaignRunner:
         """Run the workflow from `start_index`; return why the batch failed, or None."""
         for index in range(start_index, len(self.workflow.steps)):
             step = self.workflow.steps[index]
-            if transport_only and isinstance(step, ExecuteStep):
+            on_vials = isinstance(step, (ExecuteStep, InspectStep))
+            if transport_only and on_vials:
+                continue
+            if isinstance(step, InspectStep) and not self.inspect:
                 continue
             # Measured vials stay with the rack: their process goes on until it is stored.
             active = [r for r in self.db.experiments(batch) if r.status != "failed"]
-            if not active and isinstance(step, ExecuteStep):
+            if not active and on_vials:
                 continue  # every vial failed: only move the rack home
             # Attempts already recorded (before a restart) count against the retries.
             prior = sum(1 for s in self.db.steps(batch) if s.step_index == index)
@@ -279,9 +292,12 @@ class CampaignRunner:
         self._publish("running_batch")
         vial_params = self._vial_parameters(step, active)
         params = dict(step.parameters) if isinstance(step, ExecuteStep) else {}
+        operation = step.operation if isinstance(step, ExecuteStep) else ""
+        if isinstance(step, InspectStep):
+            operation = "inspect"
+            params = {"looks": step.looks, "confirm": step.confirm}
         step_id = self.db.start_step(
-            batch, index, attempt, request_id, step.kind, step.station,
-            step.operation if isinstance(step, ExecuteStep) else "", params,
+            batch, index, attempt, request_id, step.kind, step.station, operation, params,
             self.dispatcher.now(), {r.id: p for r, p in zip(active, vial_params)},
             dispatched_wall=time.time())
         outcome = self._send(request_id, step, rack, active, vial_params, recover_only=False)
@@ -300,10 +316,32 @@ class CampaignRunner:
         if isinstance(step, TransferStep):
             return d.transfer(request_id, step.object_type, rack, step.source, step.target,
                               recover_only=recover_only)
+        if isinstance(step, InspectStep):
+            # Looking changes nothing: an interrupted inspection is simply done again.
+            return self._inspect(request_id, step, active)
         per_vial = vial_params if step.vial_parameters else []
         return d.execute(request_id, step.station, step.operation, rack,
                          [r.vial_id for r in active], step.parameters, per_vial,
                          recover_only=recover_only)
+
+    def _inspect(self, request_id: str, step: InspectStep,
+                 active: Sequence[ExperimentRecord]) -> StepOutcome:
+        """Look at the rack until every active vial is decided (mobile_chemist.inspection)."""
+        inspection = Inspection(step.expect, {r.position: r.vial_id for r in active},
+                                self.campaign.batch_size, looks=step.looks,
+                                confirm=step.confirm, fail_unseen=step.fail_unseen)
+        while not inspection.done():
+            inspection.add(self.dispatcher.look(f"{request_id}/look{inspection.looks}",
+                                                step.station))
+        if not inspection.any_image():
+            return StepOutcome(False, 0, f"no image could be inspected: {inspection.summary()}")
+        vials = {vial_id: VialResult(vial_id, o.success, 0, o.message, o.measurements)
+                 for vial_id, o in inspection.outcomes().items()}
+        failed = [v for v in vials.values() if not v.success]
+        if failed:
+            self.log(f"[batch {active[0].batch}] {step.describe()}: {len(failed)} vial(s) "
+                     f"failed: " + "; ".join(f"{v.vial_id} {v.message}" for v in failed))
+        return StepOutcome(True, 0, inspection.summary(), vials)
 
     def _record(self, step_id: int, outcome: StepOutcome, active) -> None:
         vial_outcomes = {}
@@ -318,8 +356,9 @@ class CampaignRunner:
                             vial_outcomes=vial_outcomes)
 
     def _apply_vial_outcomes(self, index: int, step, outcome: StepOutcome, active) -> None:
-        """Fail the vials a station reported as failed; record the measured objective."""
-        if not isinstance(step, ExecuteStep):
+        """Fail the vials a station (or an inspection) reported as failed; record the measured
+        objective."""
+        if not isinstance(step, (ExecuteStep, InspectStep)):
             return
         objective = self.campaign.objective
         for r in active:

@@ -207,6 +207,7 @@ class OperationSpec:
     duration: DurationSpec
     failure_per_vial: float = 0.0
     failure_per_operation: float = 0.0
+    failure_silent_per_vial: float = 0.0   # reports success, did nothing to the vial
     max_vial_total: float | None = None   # cap on the sum of the vial parameters
 
 
@@ -306,9 +307,10 @@ def _operation(name: str, reader: Reader) -> OperationSpec:
         parameter=parameter,
     )
     fail = reader.child("failure_probability", required=False, default={})
-    unknown = set(fail.mapping()) - {"per_vial", "per_operation"}
+    unknown = set(fail.mapping()) - {"per_vial", "per_operation", "silent_per_vial"}
     if unknown:
-        raise fail.error(f"unknown keys {sorted(unknown)}; use per_vial and/or per_operation")
+        raise fail.error(f"unknown keys {sorted(unknown)}; use per_vial, per_operation "
+                         "and/or silent_per_vial")
     max_total = reader.child("max_vial_total", required=False).data
     if max_total is not None:
         max_total = reader.child("max_vial_total").number(low=0.0)
@@ -322,6 +324,8 @@ def _operation(name: str, reader: Reader) -> OperationSpec:
         failure_per_vial=fail.child("per_vial", required=False, default=0.0).number(low=0, high=1),
         failure_per_operation=fail.child("per_operation", required=False,
                                          default=0.0).number(low=0, high=1),
+        failure_silent_per_vial=fail.child("silent_per_vial", required=False,
+                                           default=0.0).number(low=0, high=1),
         max_vial_total=max_total,
     )
 

@@ -9,6 +9,7 @@ without touching the node.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import math
 import threading
@@ -160,6 +161,11 @@ class VialState:
     contents: dict[str, float] = field(default_factory=dict)
     capped: bool = False
     irradiated_s: float = 0.0
+    # What a camera can see: the solid and liquid put in (by the dispensers' types) and
+    # whether sonication dispersed the solid in the liquid.
+    solid_mg: float = 0.0
+    liquid_ml: float = 0.0
+    dispersed: bool = False
 
 
 class SimulatedLab:
@@ -171,7 +177,25 @@ class SimulatedLab:
 
     def __init__(self):
         self._vials: dict[str, VialState] = {}
+        self._racks: dict[str, list[str]] = {}   # rack id -> vial ids, slot order
         self.lock = threading.Lock()
+
+    def note_rack(self, rack_id: str, vial_ids: Sequence[str]) -> None:
+        """Remember which vials a rack holds, in slot order of first mention. Goals name
+        only the vials still in the experiment; the others stay in their slots."""
+        if not rack_id:
+            return
+        with self.lock:
+            known = self._racks.setdefault(rack_id, [])
+            known.extend(v for v in vial_ids if v not in known)
+
+    def rack(self, rack_id: str) -> list[tuple[str, VialState]]:
+        """The vials of a rack in slot order, with a copy of their state."""
+        with self.lock:
+            ids = list(self._racks.get(rack_id, []))
+            return [(v, dataclasses.replace(self._vials.setdefault(v, VialState()),
+                                            contents=dict(self._vials[v].contents)))
+                    for v in ids]
 
     def vial(self, vial_id: str) -> VialState:
         with self.lock:
@@ -208,7 +232,10 @@ class SimStationDriver(StationDriver):
       Gaussian noise (relative and absolute). A vial that was never irradiated evolves no
       hydrogen, so it measures only noise.
     - failures: each vial fails with `failure_probability.per_vial`, the whole operation
-      with `per_operation` (a device fault: nothing was done).
+      with `per_operation` (a device fault: nothing was done). With `silent_per_vial` the
+      operation reports success but did not act on the vial: a capper left it uncapped, a
+      sonicator left the solid undispersed. Only an inspection (vision) can tell; an
+      uncapped vial loses its hydrogen, so the GC measures only noise on it.
     """
 
     def __init__(self, station: StationConfig, world: SimulatedLab, seed: int = 0):
@@ -216,6 +243,9 @@ class SimStationDriver(StationDriver):
         self.world = world
         # Seeded per station so that a simulated campaign is reproducible.
         self.rng = np.random.default_rng([seed, sum(map(ord, station.name))])
+        # Silent faults draw from their own stream, so the other draws (and every campaign
+        # recorded before they existed) stay the same.
+        self.silent_rng = np.random.default_rng([seed, sum(map(ord, station.name)), 1])
         cfg = station.driver
         self.response = load_callable(cfg["response"]) if "response" in cfg else None
         noise = cfg.get("noise", {}) or {}
@@ -233,6 +263,7 @@ class SimStationDriver(StationDriver):
             return OperationResult(False, StationError.DEVICE,
                                    f"{self.station.name}: simulated device fault during "
                                    f"{spec.name}; nothing was done")
+        self.world.note_rack(goal.rack_id, goal.vial_ids)
         progress("starting", 0.0, "")
         if not sleep(spec.duration.fixed_s + (float(parameters[spec.duration.parameter])
                                               if spec.duration.parameter else 0.0)):
@@ -254,6 +285,8 @@ class SimStationDriver(StationDriver):
             return VialResult(vial_id, False, StationError.DEVICE,
                               f"no sample in vial {vial_id}: nothing was dispensed into it")
         vial = self.world.vial(vial_id)
+        silent = (spec.failure_silent_per_vial > 0
+                  and self.silent_rng.random() < spec.failure_silent_per_vial)
         with self.world.lock:
             if goal.vial_parameters:
                 amounts = goal.vial_parameters[i]
@@ -264,15 +297,22 @@ class SimStationDriver(StationDriver):
                                           f"vial {vial_id} would overflow")
                 for name, amount in amounts.items():
                     vial.contents[name] = vial.contents.get(name, 0.0) + float(amount)
-            if self.station.type == "capper":
+                added = sum(float(a) for a in amounts.values())
+                if self.station.type == "solid_dispenser":
+                    vial.solid_mg += added
+                elif self.station.type == "liquid_dispenser":
+                    vial.liquid_ml += added
+            if self.station.type == "capper" and not silent:
                 vial.capped = True
+            if self.station.type == "sonicator" and not silent and vial.liquid_ml > 0:
+                vial.dispersed = True
             if self.station.type == "photolysis":
                 vial.irradiated_s += float(parameters.get("duration_s", 0.0))
             contents = dict(vial.contents)
-            irradiated = vial.irradiated_s > 0
+            evolves = vial.irradiated_s > 0 and vial.capped
         measurements = {}
         for name in spec.measurements:
-            true_value = float(self.response(contents)) if irradiated else 0.0
+            true_value = float(self.response(contents)) if evolves else 0.0
             sigma = math.hypot(self.noise_relative * true_value, self.noise_absolute)
             measurements[name] = max(0.0, true_value + float(self.rng.normal(0.0, sigma)))
         return VialResult(vial_id, measurements=measurements)

@@ -12,6 +12,8 @@ from typing import Mapping, Sequence, Union
 
 from mobile_chemist.config import LabConfig, Reader, default_config_path, load_yaml
 from mobile_chemist.errors import ConfigError
+from mobile_chemist.inspection import Expectation
+from mobile_chemist.vision.classes import Phase
 
 
 @dataclass(frozen=True)
@@ -64,7 +66,24 @@ class ExecuteStep:
         return f"execute {self.station}/{self.operation}"
 
 
-Step = Union[NavigateStep, TransferStep, ExecuteStep]
+@dataclass(frozen=True)
+class InspectStep:
+    """Look at the rack at a station with the vision node and check every vial
+    (mobile_chemist.inspection: `looks`, `confirm`, `fail_unseen`)."""
+
+    station: str
+    expect: Expectation
+    looks: int = 3
+    confirm: int = 2
+    fail_unseen: bool = False
+    retries: int = 0
+    kind: str = field(default="inspect", init=False)
+
+    def describe(self) -> str:
+        return f"inspect at {self.station}"
+
+
+Step = Union[NavigateStep, TransferStep, ExecuteStep, InspectStep]
 
 
 @dataclass(frozen=True)
@@ -88,9 +107,10 @@ def parse_workflow(data: Mapping, lab: LabConfig, components: Sequence[str],
     steps: list[Step] = []
     for i, raw in enumerate(raw_steps):
         r = Reader(raw, f"{root.where}.steps[{i}]")
-        kinds = [k for k in ("navigate", "transfer", "execute") if isinstance(raw, Mapping) and k in raw]
+        kinds = [k for k in ("navigate", "transfer", "execute", "inspect")
+                 if isinstance(raw, Mapping) and k in raw]
         if len(kinds) != 1:
-            raise r.error("each step is exactly one of navigate, transfer, execute")
+            raise r.error("each step is exactly one of navigate, transfer, execute, inspect")
         kind = kinds[0]
         body = r.child(kind)
         if kind == "navigate":
@@ -115,6 +135,8 @@ def parse_workflow(data: Mapping, lab: LabConfig, components: Sequence[str],
                         "with a slot declared in lab.yaml")
             steps.append(TransferStep(object_type=object_type, source=source_loc,
                                       target=target_loc, retries=_retries(body)))
+        elif kind == "inspect":
+            steps.append(_inspect_step(body, lab))
         else:
             station = body.child("station").string()
             if station not in lab.stations:
@@ -151,6 +173,42 @@ def parse_workflow(data: Mapping, lab: LabConfig, components: Sequence[str],
     if unused:
         raise root.error(f"no step dispenses the components {unused}")
     return Workflow(name=root.child("name").string(), steps=tuple(steps), source=source)
+
+
+def _inspect_step(body: Reader, lab: LabConfig) -> InspectStep:
+    known = {"station", "expect", "looks", "confirm", "fail_unseen", "retries"}
+    unknown = set(body.mapping()) - known
+    if unknown:
+        raise body.error(f"unknown keys {sorted(unknown)}; known: {sorted(known)}")
+    station = body.child("station").string()
+    if station not in lab.stations:
+        raise body.child("station").error(f"unknown station {station!r}")
+    if not lab.stations[station].slots:
+        raise body.child("station").error(f"station {station!r} has no slot for a rack")
+    expect = body.child("expect")
+    unknown = set(expect.mapping()) - {"capped", "no_phase"}
+    if unknown or not expect.mapping():
+        raise expect.error("expect one or both of capped: true|false, no_phase: [phase, ...]")
+    capped = expect.child("capped", required=False).data
+    if capped is not None and not isinstance(capped, bool):
+        raise expect.child("capped").error(f"expected true or false, got {capped!r}")
+    phases = set()
+    for name in expect.child("no_phase", required=False).list():
+        if str(name).upper() not in Phase.__members__:
+            raise expect.child("no_phase").error(
+                f"unknown phase {name!r}; one of {[p.label for p in Phase]}")
+        phases.add(Phase[str(name).upper()])
+    looks = body.child("looks", required=False, default=3).integer(low=1)
+    confirm = body.child("confirm", required=False, default=2).integer(low=1)
+    if confirm > looks:
+        raise body.child("confirm").error(f"{confirm} confirmations need at least as many looks "
+                                          f"(looks: {looks})")
+    fail_unseen = body.child("fail_unseen", required=False, default=False).data
+    if not isinstance(fail_unseen, bool):
+        raise body.child("fail_unseen").error(f"expected true or false, got {fail_unseen!r}")
+    return InspectStep(station=station, expect=Expectation(capped, frozenset(phases)),
+                       looks=looks, confirm=confirm, fail_unseen=fail_unseen,
+                       retries=_retries(body))
 
 
 def load_workflow(lab: LabConfig, components: Sequence[str],

@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 
 from mobile_chemist.campaign import StepOutcome
+from mobile_chemist.inspection import Look, SeenVial
 from mobile_chemist.ledger import RequestLedger, UnknownRequest
 from mobile_chemist.robot_sim import DiscreteEventRobot, MotionRefused
 from mobile_chemist.stations import (GoalRejected, OperationGoal, SimulatedLab, make_driver,
@@ -32,6 +33,10 @@ class InProcessLab:
         self.crash_after_calls = None
         self.crash_before_send = False
         self.started_wall = time.time()
+        self.looks = []             # (request_id, station) of every look
+        # vision_error(look number, slot, SeenVial) -> SeenVial or None (not seen): what
+        # vision gets wrong; None = vision sees the truth.
+        self.vision_error = None
 
     def now(self):
         return self.time
@@ -98,6 +103,30 @@ class InProcessLab:
             return StepOutcome(res.success, int(res.error_code), res.message,
                                {v.vial_id: v for v in res.vials})
         return self._run(request_id, f"execute {station}", work, recover_only)
+
+
+    def look(self, request_id, station):
+        """An oracle camera + vision: the truth of the rack at the station, as the sim
+        camera would render it (rack_camera.vial_spec), in slot positions 40 px apart."""
+        from mobile_chemist.vision.classes import ROW_TO_PHASE, Row
+        from mobile_chemist.vision.rack_camera import SimCameraSettings, vial_spec
+
+        self.looks.append((request_id, station))
+        here = [r for r, loc in self.robot.racks.items() if loc.split("/")[0] == station]
+        if self.robot.docked_at != station or not here:
+            return Look(False, f"no rack in view at {station}")
+        vials = []
+        for slot, (vial_id, state) in enumerate(self.world.rack(here[0])):
+            spec = vial_spec(vial_id, state, SimCameraSettings())
+            phases = tuple(ROW_TO_PHASE[Row(r)] for _, _, r in reversed(spec.layers))
+            seen = SeenVial(box=(40.0 * slot + 10, 100.0, 40.0 * slot + 40, 220.0),
+                            cap_present=spec.cap, content=spec.content, phases=phases,
+                            fill_level=max((hi for _, hi, _ in spec.layers), default=0.0))
+            if self.vision_error is not None:
+                seen = self.vision_error(len(self.looks) - 1, slot, seen)
+            if seen is not None:
+                vials.append(seen)
+        return Look(True, "", vials, image_width=40 * 16 + 20)
 
 
 class RandomOptimizer:

@@ -82,7 +82,8 @@ def test_sim_instruments_measure_what_was_dispensed(lab):
     from mobile_chemist.response import hydrogen_evolution_rate
 
     world = SimulatedLab()
-    drivers = {n: make_driver(s, world, seed=1) for n, s in lab.stations.items()}
+    # Seed 2: the capper's silent faults (1 % a vial) leave both vials capped.
+    drivers = {n: make_driver(s, world, seed=2) for n, s in lab.stations.items()}
     elapsed = []
 
     def sleep(s):
@@ -100,6 +101,7 @@ def test_sim_instruments_measure_what_was_dispensed(lab):
     run("solid_dispenser", "dispense_solid", [{"P10": 5.0}, {"P10": 5.0}])
     run("liquid_dispenser", "dispense_liquids",
         [{k: v for k, v in formulation.items() if k != "P10"}, {"L_cysteine": 0.5}])
+    run("capper", "cap_and_inertise")
     run("photolysis", "irradiate")
     values = []
     for _ in range(30):
@@ -115,6 +117,37 @@ def test_sim_instruments_measure_what_was_dispensed(lab):
     res = drivers["gc"].execute(spec, OperationGoal("gc", "measure_hydrogen", "r", ["ghost"]), {},
                                 lambda *a: None, sleep)
     assert not res.vials[0].success and "nothing was dispensed" in res.vials[0].message
+
+
+def test_silent_capper_fault_leaves_the_vial_open_and_its_hydrogen_escapes(lab):
+    import copy
+    import dataclasses
+
+    leaky = copy.deepcopy(lab)
+    capper = leaky.stations["capper"]
+    capper.operations["cap_and_inertise"] = dataclasses.replace(
+        capper.operations["cap_and_inertise"], failure_silent_per_vial=1.0)
+    world = SimulatedLab()
+    drivers = {n: make_driver(s, world, seed=2) for n, s in leaky.stations.items()}
+
+    def run(station, operation, vial_parameters=()):
+        spec = leaky.stations[station].operations[operation]
+        goal = OperationGoal(station, operation, "rack_a", ["v0", "v1"], {}, list(vial_parameters))
+        return drivers[station].execute(spec, goal, validate_goal(leaky.stations, goal),
+                                        lambda *a: None, lambda s: True)
+
+    run("solid_dispenser", "dispense_solid", [{"P10": 5.0}] * 2)
+    run("liquid_dispenser", "dispense_liquids", [{"L_cysteine": 2.0, "NaOH": 1.25}] * 2)
+    assert run("capper", "cap_and_inertise").success            # it reports success ...
+    rack = world.rack("rack_a")
+    assert [v for v, _ in rack] == ["v0", "v1"]
+    assert not any(state.capped for _, state in rack)            # ... but capped nothing
+    assert all(state.solid_mg == 5.0 and state.liquid_ml == 3.25 for _, state in rack)
+    run("sonicator", "sonicate")
+    assert all(state.dispersed for _, state in world.rack("rack_a"))
+    run("photolysis", "irradiate")
+    measured = [v.measurements["hydrogen_umol_per_h"] for v in run("gc", "measure_hydrogen").vials]
+    assert max(measured) < 0.5                                   # only the GC's noise
 
 
 def test_response_is_pluggable_by_dotted_path():

@@ -42,7 +42,9 @@ from mobile_chemist.vision.classes import DETECTOR_CLASSES, Row, VialType
 from mobile_chemist.vision.synthetic import (
     CONTENT_CLASSES,
     GEOMETRY,
+    RackView,
     Scene,
+    VialSpec,
     VialTruth,
     _colour,
     _contents,
@@ -290,9 +292,20 @@ def _ring(centre_mm: np.ndarray, z_mm: float, r_mm: float) -> np.ndarray:
 class _Vial:
     """One planned vial: its random draws, position (mm) and, once projected, labels."""
 
-    def __init__(self, rng: np.random.Generator, vtype: VialType, pos_mm: np.ndarray):
+    def __init__(self, rng: np.random.Generator, vtype: VialType, pos_mm: np.ndarray,
+                 spec: VialSpec | None = None):
         self.vtype, self.pos = vtype, pos_mm
         self.g = GEOMETRY[vtype]
+        self.slot = -1
+        # A given vial draws its contents' colours from its own seed (the same sample looks
+        # the same in every image); a random one from the scene's rng.
+        self.appearance = None
+        if spec is not None:
+            self.content, self.cap = spec.content, bool(spec.cap)
+            self.crimp = self.cap and vtype == VialType.HEADSPACE_20ML
+            self.layers = [(lo, hi, Row(r)) for lo, hi, r in spec.layers]
+            self.appearance = np.random.default_rng([spec.appearance_seed])
+            return
         self.content = CONTENT_CLASSES[rng.integers(0, len(CONTENT_CLASSES))]
         self.cap = bool(rng.random() < 0.6)
         self.crimp = self.cap and (vtype == VialType.HEADSPACE_20ML
@@ -505,6 +518,26 @@ def _plan(rng: np.random.Generator, width: int, height: int, max_vials: int, n_v
                        total_h=total_h, s=s, z_min=max(r["z"] for r in racks) + 3.0)
 
 
+def _plan_view(view: RackView, rng: np.random.Generator, width: int, height: int):
+    """`_plan` for a given rack: one rack, a frontal camera at the view's pose, jittered."""
+    vtype = VialType(view.vial_type)
+    g = GEOMETRY[vtype]
+    n = max(len(view.slots), 1)
+    fovy = float(view.fovy_deg)
+    f = (height / 2) / np.tan(np.radians(fovy) / 2)
+    tall = g["h"] + g["cap_h"]
+    s = min(view.fill * width / (n * g["d"] * view.pitch), view.fill * height / (tall + 8))
+    pitch = g["d"] * view.pitch
+    rack = dict(vtype=vtype, g=g, n=len(view.slots), pitch_f=view.pitch, pitch=pitch,
+                row_w=n * pitch, x0=-n * pitch / 2 + pitch / 2, z=0.0)
+    jitter = np.radians(view.jitter_deg)
+    target = np.array([0.0, 0.0, tall / 2])
+    return [rack], dict(fovy=fovy, target=target,
+                        yaw=np.radians(view.yaw_deg) + rng.normal(0, jitter),
+                        elev=np.radians(view.elevation_deg) + rng.normal(0, jitter),
+                        dist=f / s, gap=0.0, board=0.0, total_h=tall, s=s, z_min=3.0)
+
+
 def _max_overlap(boxes: np.ndarray) -> float:
     """Largest horizontal overlap of two boxes that also overlap vertically, as a fraction
     of the narrower box's width."""
@@ -552,9 +585,19 @@ def render_mujoco_scene(seed: int, width: int = 640, height: int = 480,
     return _render(seed, width, height, max_vials, n_vials)[0]
 
 
+def render_mujoco_rack(view: RackView, seed: int, width: int = 640, height: int = 480) -> Scene:
+    """A given rack rendered with MuJoCo; the same contract as `synthetic.render_rack`.
+
+    The room (backdrop, bench, rack, lights; no clutter) comes from `view.room_seed`, each
+    vial's look from its `appearance_seed`; `seed` jitters the camera pose and draws the
+    camera effects. `Scene.slots` gives each rendered vial's slot.
+    """
+    return _render(seed, width, height, view=view)[0]
+
+
 def _render(seed: int, width: int = 640, height: int = 480, max_vials: int = 16,
             n_vials: int | None = None, omit: int | None = None,
-            plain: bool = False) -> tuple[Scene, np.ndarray]:
+            plain: bool = False, view: RackView | None = None) -> tuple[Scene, np.ndarray]:
     """The scene and MuJoCo's raw RGB render (before the camera effects).
 
     For tests: `omit` leaves the vial with that index in the scene's (sorted) vial list out
@@ -565,16 +608,24 @@ def _render(seed: int, width: int = 640, height: int = 480, max_vials: int = 16,
     import mujoco
 
     rng = np.random.default_rng(seed)
-    racks, cam = _plan(rng, width, height, max_vials, n_vials)
+    # A random scene draws everything from `rng`, in one fixed order; a given view keeps
+    # the room apart, so that every look at one station shows the same room.
+    room = rng if view is None else np.random.default_rng([view.room_seed])
+    if view is None:
+        racks, cam = _plan(rng, width, height, max_vials, n_vials)
+    else:
+        racks, cam = _plan_view(view, rng, width, height)
 
     # Vials: draw every slot's randomness first.
     vials: list[_Vial] = []
     for r in racks:
         for i in range(r["n"]):
-            empty = rng.random() < 0.1 and not n_vials
+            spec = view.slots[i] if view is not None else None
+            empty = spec is None if view is not None else rng.random() < 0.1 and not n_vials
             jitter = rng.uniform(-0.03, 0.03) * r["pitch"]
-            v = _Vial(rng, r["vtype"], np.array([r["x0"] + i * r["pitch"] + jitter, 0.0, r["z"]]))
-            v.rack = r
+            v = _Vial(rng, r["vtype"], np.array([r["x0"] + i * r["pitch"] + jitter, 0.0, r["z"]]),
+                      spec)
+            v.rack, v.slot = r, i
             if not empty:
                 vials.append(v)
     # The scale fit assumed a frontal view. Yaw and perspective enlarge the near end of a
@@ -612,62 +663,64 @@ def _render(seed: int, width: int = 640, height: int = 480, max_vials: int = 16,
 
     world = _World()
     # Room: bench, wall behind, racks, shelf, clutter behind the racks.
-    wall_y = rng.uniform(60, 400)
+    wall_y = room.uniform(60, 400)
     world.geom(type="box", pos=[0, wall_y / 1000 + 0.005, 0.3], size=[3, 0.005, 1.5],
-               material=world.material([1, 1, 1, 1], world.texture(_tex_backdrop(rng)), specular=0.1))
-    bench_col = _colour(rng, sat=(0.0, 0.5), val=(0.2, 0.95))
-    bench_tex = world.texture(bench_col[None, None] * (1 + 0.08 * _noise(rng, 128, 128, rng.uniform(0.5, 3))[..., None]))
-    bench_mat = world.material([1, 1, 1, 1], bench_tex, specular=rng.uniform(0, 0.5),
-                               reflectance=rng.uniform(0, 0.06) * (not plain), texrepeat=[4, 4])
-    bench_front = rng.uniform(30, 250)
+               material=world.material([1, 1, 1, 1], world.texture(_tex_backdrop(room)), specular=0.1))
+    bench_col = _colour(room, sat=(0.0, 0.5), val=(0.2, 0.95))
+    bench_tex = world.texture(bench_col[None, None] * (1 + 0.08 * _noise(room, 128, 128, room.uniform(0.5, 3))[..., None]))
+    bench_mat = world.material([1, 1, 1, 1], bench_tex, specular=room.uniform(0, 0.5),
+                               reflectance=room.uniform(0, 0.06) * (not plain), texrepeat=[4, 4])
+    bench_front = room.uniform(30, 250)
     world.box([0, (wall_y - bench_front) / 2, -20], [2000, (wall_y + bench_front) / 2, 20], bench_mat)
     for r in racks:
         g = r["g"]
-        rack_col = _colour(rng, sat=(0.0, 0.6), val=(0.1, 0.9))
-        rack_mat = world.material([*_rgb(rack_col), 1], specular=rng.uniform(0.05, 0.5))
+        rack_col = _colour(room, sat=(0.0, 0.6), val=(0.1, 0.9))
+        rack_mat = world.material([*_rgb(rack_col), 1], specular=room.uniform(0.05, 0.5))
         xc = r["x0"] - r["pitch"] / 2 + r["row_w"] / 2
         half_w = r["row_w"] / 2 + 4
-        plate = rng.uniform(3, 12)
+        plate = room.uniform(3, 12)
         world.box([xc, 0, r["z"] - plate / 2], [half_w, g["d"] * 0.8, plate / 2], rack_mat)
-        if rng.random() < 0.8:  # back panel behind the lower part of the vials
-            ph = rng.uniform(0.2, 0.6) * g["h"]
+        if room.random() < 0.8:  # back panel behind the lower part of the vials
+            ph = room.uniform(0.2, 0.6) * g["h"]
             world.box([xc, g["d"] / 2 + 3, r["z"] + ph / 2], [half_w, 2, ph / 2], rack_mat)
         if r["z"] > 0:  # the upper rack stands on a shelf board spanning the view
             zb = r["z"] - plate
             world.box([0, (wall_y - g["d"]) / 2, zb - cam["board"] / 2],
                       [2000, (wall_y + g["d"]) / 2, cam["board"] / 2], bench_mat)
-    for _ in range(int(rng.integers(0, 6))):  # clutter: boxes and bottles behind the racks
-        y = rng.uniform(max(racks[0]["g"]["d"] + 10, 20), max(wall_y - 10, 25))
-        x = rng.uniform(-0.7, 0.7) * width / cam["s"]
-        size = rng.uniform(10, 80, 3)
-        mat = world.material([*_rgb(_colour(rng)), 1], specular=rng.uniform(0, 0.6))
-        if rng.random() < 0.5:
+    # Clutter (boxes and bottles behind the racks); a given view is a station's clear bench.
+    for _ in range(int(room.integers(0, 6)) if view is None else 0):
+        y = room.uniform(max(racks[0]["g"]["d"] + 10, 20), max(wall_y - 10, 25))
+        x = room.uniform(-0.7, 0.7) * width / cam["s"]
+        size = room.uniform(10, 80, 3)
+        mat = world.material([*_rgb(_colour(room)), 1], specular=room.uniform(0, 0.6))
+        if room.random() < 0.5:
             world.box([x, y, size[2]], size, mat)
         else:
             world.geom(type="cylinder", pos=np.array([x, y, size[2]]) / 1000,
                        size=np.array([size[0] / 2, size[2]]) / 1000, material=mat)
-    tint = rng.uniform(0.9, 1.0, 3)
-    glass_mat = world.material([*tint, rng.uniform(0.08, 0.25)], specular=rng.uniform(0.5, 1.0),
-                               shininess=rng.uniform(0.5, 0.95))
+    tint = room.uniform(0.9, 1.0, 3)
+    glass_mat = world.material([*tint, room.uniform(0.08, 0.25)], specular=room.uniform(0.5, 1.0),
+                               shininess=room.uniform(0.5, 0.95))
     # The label order is the final sort order; `omit` refers to it.
     order = sorted(range(len(kept)), key=lambda i: (round(kept[i][1].box[3] / 40), kept[i][1].box[0]))
     omitted = order[omit] if omit is not None else None
     for i, (v, _, _) in enumerate(kept):
         # An omitted vial still draws its random numbers, into a world that is thrown away.
-        _add_vial(_World() if i == omitted else world, rng, v, glass_mat)
+        _add_vial(_World() if i == omitted else world, v.appearance or room, v,
+                  glass_mat)
 
     # Lights: a headlight plus one to three lamps from above/front, some casting shadows.
     lights = []
-    for _ in range(int(rng.integers(1, 4))):
-        d = np.array([rng.uniform(-1, 1), rng.uniform(0.1, 1.0), -rng.uniform(0.4, 1.5)])
+    for _ in range(int(room.integers(1, 4))):
+        d = np.array([room.uniform(-1, 1), room.uniform(0.1, 1.0), -room.uniform(0.4, 1.5)])
         d /= np.linalg.norm(d)
         lpos = cam["target"] / 1000 - d * 1.5
-        diff = rng.uniform(0.25, 0.8) * (1 + rng.normal(0, 0.05, 3))
-        kind = "directional" if rng.random() < 0.6 else "spot"
+        diff = room.uniform(0.25, 0.8) * (1 + room.normal(0, 0.05, 3))
+        kind = "directional" if room.random() < 0.6 else "spot"
         lights.append(f'<light type="{kind}" pos="{_fmt(lpos)}" dir="{_fmt(d)}" diffuse="{_fmt(diff)}" '
-                      f'specular="0.3 0.3 0.3" castshadow="{"true" if rng.random() < 0.5 and not plain else "false"}"'
+                      f'specular="0.3 0.3 0.3" castshadow="{"true" if room.random() < 0.5 and not plain else "false"}"'
                       + (' cutoff="60" exponent="2"' if kind == "spot" else "") + "/>")
-    amb, head = rng.uniform(0.05, 0.4), rng.uniform(0.1, 0.6)
+    amb, head = room.uniform(0.05, 0.4), room.uniform(0.1, 0.6)
 
     xml = f"""<mujoco model="vial_scene">
   <statistic extent="1" center="0 0 0"/>
@@ -704,8 +757,12 @@ def _render(seed: int, width: int = 640, height: int = 480, max_vials: int = 16,
     cam_id = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_CAMERA, "cam")
     camera = _Camera(data.cam_xpos[cam_id], data.cam_xmat[cam_id], float(model.cam_fovy[cam_id]),
                      width, height)
-    truths = [v.labels(camera) for i, (v, _, _) in enumerate(kept) if i != omitted]
     img = rgb[..., ::-1].astype(np.float32)
     out = camera_effects(img, rng)
+    if view is not None:  # in slot order, with the slots
+        shown = sorted((v for i, (v, _, _) in enumerate(kept) if i != omitted), key=lambda v: v.slot)
+        return Scene(image=out, vials=[v.labels(camera) for v in shown], seed=seed,
+                     slots=[v.slot for v in shown]), rgb
+    truths = [v.labels(camera) for i, (v, _, _) in enumerate(kept) if i != omitted]
     truths.sort(key=lambda t: (round(t.box[3] / 40), t.box[0]))
     return Scene(image=out, vials=truths, seed=seed), rgb

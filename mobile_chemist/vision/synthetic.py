@@ -79,6 +79,45 @@ class Scene:
     image: np.ndarray                # H x W x 3 uint8, BGR
     vials: list[VialTruth]
     seed: int
+    # Rendered from a given RackView: the rack slot of each entry of `vials` (else empty).
+    slots: list[int] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class VialSpec:
+    """One vial of a given arrangement: whether it is capped and what it holds."""
+
+    cap: bool
+    # (bottom, top) fractions of the interior height with their Row, bottom up, as
+    # _contents() draws them; () = an empty vial.
+    layers: tuple[tuple[float, float, int], ...] = ()
+    # Seeds the colours and textures of this vial's contents and cap, so that a sample
+    # looks the same in every image taken of it.
+    appearance_seed: int = 0
+
+    @property
+    def content(self) -> Phase:
+        from mobile_chemist.vision.classes import content_of
+
+        return content_of({Row(r) for _, _, r in self.layers})
+
+
+@dataclass(frozen=True)
+class RackView:
+    """A given rack of vials seen from the side: what the generators render on request
+    (`render_rack` here, `mujoco_scene.render_mujoco_rack`) instead of drawing it from a
+    seed. The look's seed only moves the camera a little and adds the camera effects."""
+
+    vial_type: VialType
+    slots: tuple[VialSpec | None, ...]     # left to right; None = an empty slot
+    room_seed: int = 0       # the station's backdrop, bench, rack colour and lights
+    pitch: float = 1.3       # slot pitch / vial diameter
+    fill: float = 0.85       # fraction of the image width (or height) the rack may take
+    fovy_deg: float = 50.0   # MuJoCo camera
+    yaw_deg: float = 0.0
+    elevation_deg: float = 8.0
+    jitter_deg: float = 0.5  # camera pose noise per look (1 sigma)
+    jitter_px: float = 4.0   # 2-D: rack position noise per look (1 sigma)
 
 
 def _colour(rng: np.random.Generator, sat=(0.0, 1.0), val=(0.25, 1.0)) -> np.ndarray:
@@ -149,7 +188,8 @@ def _contents(rng: np.random.Generator, content: Phase) -> list[tuple[float, flo
 
 
 def _draw_vial(img: np.ndarray, rng: np.random.Generator, vtype: VialType, cx: float,
-               yb: float, s: float, cap: bool, content: Phase) -> VialTruth:
+               yb: float, s: float, cap: bool, content: Phase,
+               layers: list[tuple[float, float, Row]] | None = None) -> VialTruth:
     g = GEOMETRY[vtype]
     h_img, w_img = img.shape[:2]
     yt = yb - g["h"] * s
@@ -178,7 +218,7 @@ def _draw_vial(img: np.ndarray, rng: np.random.Generator, vtype: VialType, cx: f
     patch[glass] = glassy[glass]
 
     # Contents, bottom up, in fractions of the interior height.
-    layers = _contents(rng, content)
+    layers = _contents(rng, content) if layers is None else layers
     inner_h = inner_bottom - yt
     rel = np.clip(dx / np.maximum(hw_in, 1e-3), 0, 1)
     shade = (0.7 + 0.3 * np.sqrt(1 - rel ** 2))[..., None]  # cylindrical shading
@@ -387,6 +427,43 @@ def render_scene(seed: int, width: int = 640, height: int = 480,
     out = camera_effects(img, rng)
     vials.sort(key=lambda v: (round(v.box[3] / 40), v.box[0]))
     return Scene(image=out, vials=vials, seed=seed)
+
+
+def render_rack(view: RackView, seed: int, width: int = 640, height: int = 480) -> Scene:
+    """A given rack (`view`) rendered by the 2-D compositor, a pure function of its arguments.
+
+    The station (backdrop, rack colour) comes from `view.room_seed`, each vial's look from
+    its `appearance_seed`; `seed` only shifts the rack by `jitter_px` and draws the camera
+    effects, so two seeds are two photographs of the same rack. `Scene.slots` says which
+    slot each vial is in.
+    """
+    rng = np.random.default_rng(seed)
+    room = np.random.default_rng([view.room_seed])
+    img = _background(room, width, height)
+    vtype = VialType(view.vial_type)
+    g = GEOMETRY[vtype]
+    n = max(len(view.slots), 1)
+    tall = g["h"] + g["cap_h"]
+    s = min(view.fill * width / (n * g["d"] * view.pitch), view.fill * height / (tall + 4))
+    pitch = g["d"] * s * view.pitch
+    row_w = n * pitch
+    x_start = (width - row_w) / 2 + pitch / 2 + rng.normal(0, view.jitter_px)
+    yb = (height + tall * s) / 2 + rng.normal(0, view.jitter_px)
+    rack_col = _colour(room, sat=(0.0, 0.6), val=(0.1, 0.9))
+    ry0 = int(yb - 0.4 * g["h"] * s)
+    rx0, rx1 = int(max(0, x_start - pitch / 2 - 5)), int(min(width, x_start + row_w))
+    img[max(ry0, 0):int(yb), rx0:rx1] = img[max(ry0, 0):int(yb), rx0:rx1] * 0.3 + rack_col * 0.7
+    img[int(yb):min(height, int(yb) + 8)] = rack_col * 0.8
+    vials, slots = [], []
+    for i, spec in enumerate(view.slots):
+        if spec is None:
+            continue
+        look = np.random.default_rng([spec.appearance_seed])
+        cx = x_start + i * pitch
+        layers = [(lo, hi, Row(r)) for lo, hi, r in spec.layers]
+        vials.append(_draw_vial(img, look, vtype, cx, yb, s, spec.cap, spec.content, layers))
+        slots.append(i)
+    return Scene(image=camera_effects(img, rng), vials=vials, seed=seed, slots=slots)
 
 
 def write_yolo_dataset(root: Path, train_seeds: Iterable[int], val_seeds: Iterable[int],
