@@ -1,4 +1,5 @@
 """ros2 launch mobile_chemist sim_campaign.launch.py [database:=...] [batches:=N] [physics:=true]
+[vision:=false]
 
 The simulated lab (clock, stations, discrete-event robot; with physics:=true the MuJoCo base
 and the builtin navigation) and the planner, as described by mobile_chemist.graph (the same
@@ -21,17 +22,21 @@ ARGUMENTS = {
     "real_time_factor": ("0.0", "sim seconds per wall second; 0 = as fast as possible"),
     "seed": ("0", "seed of the simulated instruments"),
     "physics": ("false", "drive the MuJoCo base with the builtin navigation"),
+    "vision": ("true", "simulated rack camera + vision node; false skips the inspect steps"),
 }
 
 
 def _nodes(context):
     arg = {k: LaunchConfiguration(k).perform(context) for k in ARGUMENTS}
     lab_graph = physics_lab_graph if arg["physics"].lower() == "true" else sim_lab_graph
+    vision = arg["vision"].lower() == "true"
     specs = lab_graph(lab_config=arg["lab_config"],
-                      real_time_factor=float(arg["real_time_factor"]), seed=int(arg["seed"]))
+                      real_time_factor=float(arg["real_time_factor"]), seed=int(arg["seed"]),
+                      vision=vision)
     specs.append(planner_node(database=arg["database"], lab_config=arg["lab_config"],
                               campaign_config=arg["campaign_config"],
-                              workflow_config=arg["workflow_config"], batches=int(arg["batches"])))
+                              workflow_config=arg["workflow_config"], batches=int(arg["batches"]),
+                              vision=vision))
     return [Node(package="mobile_chemist", executable=s.executable, name=s.name,
                  parameters=[s.parameters], output="screen") for s in specs]
 

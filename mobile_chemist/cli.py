@@ -45,10 +45,10 @@ def _campaign(args) -> int:
                                else env.get("ROS_DOMAIN_ID") or random.randint(1, 100))
     lab_graph = physics_lab_graph if args.physics else sim_lab_graph
     lab = lab_graph(lab_config=args.lab, real_time_factor=args.real_time_factor,
-                    seed=args.seed, start_time=start_time)
+                    seed=args.seed, start_time=start_time, vision=not args.no_vision)
     planner = planner_node(database=str(db.resolve()), lab_config=args.lab,
                            campaign_config=args.campaign, workflow_config=args.workflow,
-                           batches=args.batches)
+                           batches=args.batches, vision=not args.no_vision)
     print(f"[campaign] ROS_DOMAIN_ID={env['ROS_DOMAIN_ID']}: starting "
           f"{', '.join(s.name for s in lab)} and the planner", flush=True)
     with LocalLaunch(env) as launch:
@@ -111,6 +111,9 @@ def main(argv=None) -> int:
     c.add_argument("--physics", action="store_true",
                    help="drive the MuJoCo base with the builtin navigation (nodes/physics_sim, "
                         "nodes/navigation) instead of the discrete-event robot")
+    c.add_argument("--no-vision", action="store_true",
+                   help="no simulated camera and vision node; the workflow's inspect steps are "
+                        "skipped")
     c.add_argument("--domain-id", type=int, default=None, help="ROS_DOMAIN_ID (default: random)")
     c.set_defaults(func=_campaign)
     r = sub.add_parser("report", help="summarise a campaign database")

@@ -87,7 +87,8 @@ def assign_slots(vials: Sequence[SeenVial], n_slots: int, image_width: float) ->
     between neighbouring vials; a vial's slot is its distance from the leftmost in pitches.
     When fewer vials than slots were found and the leftmost slot is therefore unknown, the
     rack is taken as centred in the image (the camera is aimed at the rack's centre).
-    Vials that fit no slot are left out; an inconsistent image matches nothing.
+    Vials that fit no slot are left out; an inconsistent image matches nothing. With gaps
+    that are all several pitches wide (most vials missed) the pitch is overestimated.
     """
     if not vials or n_slots <= 0:
         return {}
@@ -184,8 +185,10 @@ class Inspection:
         return v.passes > 0 or len(v.fails) >= self.confirm
 
     def done(self) -> bool:
-        """No further look can change a decision, or no look is left."""
-        return self.looks >= self.max_looks or all(self._settled(v) for v in self.verdicts.values())
+        """No further look can change a decision, or no look is left (failed looks, that
+        gave no image, have a budget of their own)."""
+        return (len(self.counts) >= self.max_looks or len(self.failed_looks) >= self.max_looks
+                or all(self._settled(v) for v in self.verdicts.values()))
 
     def any_image(self) -> bool:
         return bool(self.counts)

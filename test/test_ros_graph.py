@@ -33,7 +33,7 @@ REPO = Path(__file__).resolve().parent.parent
 def graph():
     """The simulated lab and a client node on the graph."""
     with LocalLaunch() as launch:
-        launch.start_all(sim_lab_graph())
+        launch.start_all(sim_lab_graph(vision=False))
         rclpy.init()
         node = Node("test_client", parameter_overrides=[Parameter("use_sim_time", value=True)])
         executor = MultiThreadedExecutor()

@@ -18,8 +18,10 @@ from rclpy.node import Node
 
 from mobile_chemist.action import ExecuteOperation, NavigateToStation, TransferLabware
 from mobile_chemist.campaign import StepOutcome
+from mobile_chemist.inspection import Look, SeenVial
 from mobile_chemist.msg import VialParameters
 from mobile_chemist.stations import VialResult
+from mobile_chemist.vision.classes import Phase
 from mobile_chemist.ros.common import from_named_values, from_time_msg, now_s, to_named_values
 
 
@@ -29,7 +31,9 @@ _TERMINAL = (GoalStatus.STATUS_SUCCEEDED, GoalStatus.STATUS_ABORTED, GoalStatus.
 class LabClient:
     """Navigate, transfer and execute through the lab's action servers."""
 
-    def __init__(self, node: Node, server_timeout_s: float = 30.0, resend_after_s: float = 5.0):
+    def __init__(self, node: Node, server_timeout_s: float = 30.0, resend_after_s: float = 5.0,
+                 capture_service: str = "", camera_info_topic: str = "",
+                 vision_timeout_s: float = 120.0):
         self.node = node
         self.server_timeout_s = server_timeout_s
         self.resend_after_s = resend_after_s
@@ -40,6 +44,28 @@ class LabClient:
                                       callback_group=self._group)
         self._stations: dict[str, ActionClient] = {}
         self.last_feedback = None
+        # Vision: /vision/inspect reads the latest image; a simulated camera renders one when
+        # asked (capture_service), a real one streams. camera_info gives the image width.
+        from mobile_chemist.srv import InspectVials
+
+        self._inspect = node.create_client(InspectVials, "/vision/inspect",
+                                           callback_group=self._group)
+        self._inspect_request = InspectVials.Request
+        self._capture = None
+        if capture_service:
+            from std_srvs.srv import Trigger
+
+            self._capture = node.create_client(Trigger, capture_service,
+                                               callback_group=self._group)
+            self._trigger_request = Trigger.Request
+        self.image_width = 0
+        if camera_info_topic:
+            from rclpy.qos import qos_profile_sensor_data
+            from sensor_msgs.msg import CameraInfo
+
+            node.create_subscription(CameraInfo, camera_info_topic, self._on_camera_info,
+                                     qos_profile_sensor_data, callback_group=self._group)
+        self.vision_timeout_s = vision_timeout_s
 
     def now(self) -> float:
         """Seconds on the graph's clock."""
@@ -83,6 +109,51 @@ class LabClient:
                                                    from_named_values(v.measurements))
                              for v in result.vials}
         return outcome
+
+    def look(self, request_id: str, station: str) -> Look:
+        """A fresh image of the rack at `station`, read by the vision node.
+
+        Fresh: /vision/inspect is asked with max_age_s = the time since this look began, so
+        an image that arrived before it is refused and asked for again (images travel best
+        effort: a lost one is captured again).
+        """
+        del request_id, station  # the camera shows what is in front of it
+        began = time.monotonic()
+        if not self._inspect.wait_for_service(timeout_sec=self.vision_timeout_s):
+            return Look(False, f"no /vision/inspect service after {self.vision_timeout_s:g} s")
+        deadline = began + 60.0
+        captured_at = -1e9
+        message = ""
+        while time.monotonic() < deadline:
+            if self._capture is not None and time.monotonic() - captured_at > 2.0:
+                if not self._capture.wait_for_service(timeout_sec=self.server_timeout_s):
+                    return Look(False, f"no camera service {self._capture.srv_name}")
+                captured_at = time.monotonic()
+                answer = self._call_service(self._capture, self._trigger_request())
+                if answer is None or not answer.success:
+                    return Look(False, "camera: " + (answer.message if answer else "no answer"))
+            answer = self._call_service(
+                self._inspect, self._inspect_request(max_age_s=time.monotonic() - began + 0.01))
+            if answer is not None and answer.success:
+                vials = [SeenVial(box=(d.x_min, d.y_min, d.x_max, d.y_max),
+                                  confidence=d.confidence, cap_present=d.cap_present,
+                                  cap_confidence=d.cap_confidence, content=Phase(d.content),
+                                  phases=tuple(Phase(p.phase_class) for p in d.phases),
+                                  fill_level=d.fill_level)
+                         for d in answer.detections.detections]
+                return Look(True, answer.message, vials, image_width=self.image_width or 640)
+            message = answer.message if answer is not None else "no answer from /vision/inspect"
+            time.sleep(0.1)
+        return Look(False, f"vision: {message}")
+
+    def _on_camera_info(self, msg) -> None:
+        self.image_width = int(msg.width)
+
+    def _call_service(self, client, request, timeout_s: float = 60.0):
+        done = threading.Event()
+        future = client.call_async(request)
+        future.add_done_callback(lambda _: done.set())
+        return future.result() if done.wait(timeout_s) else None
 
     # -- the one place that talks to action servers ------------------------------------
     def _call(self, client: ActionClient, goal):

@@ -38,13 +38,21 @@ class PlannerNode(Node):
         self.database_path = declare(self, "database", "campaign.db",
                                      "SQLite campaign record; an existing one is resumed")
         self.n_batches = declare(self, "batches", 0, "batches to run; 0 = the campaign's n_batches")
+        self.vision = declare(self, "vision", True,
+                              "run the workflow's inspect steps (/vision/inspect); false skips them")
+        capture = declare(self, "camera_capture_service", "/sim_camera/capture",
+                          "std_srvs/Trigger that renders a fresh image (simulated camera); "
+                          "empty where the camera streams")
+        camera_info = declare(self, "camera_info_topic", "/camera/camera_info",
+                              "CameraInfo of the inspected images (their width)")
         self.lab = load_lab(lab_path or None)
         self.campaign = load_campaign(campaign_path or None)
         self.space = FormulationSpace.from_config(self.campaign.campaign_section)
         self.workflow = load_workflow(self.lab, self.space.names, workflow_path or None)
         self.status_pub = self.create_publisher(CampaignStatus, "/campaign/status", LATCHED_QOS)
         self.experiment_pub = self.create_publisher(Experiment, "/campaign/experiments", 100)
-        self.client = LabClient(self)
+        self.client = LabClient(self, capture_service=capture if self.vision else "",
+                                camera_info_topic=camera_info if self.vision else "")
         self.sleeper = GraphSleeper(self)
 
     def run(self) -> int:
@@ -58,7 +66,7 @@ class PlannerNode(Node):
             db=db, campaign=self.campaign, lab=self.lab, workflow=self.workflow,
             space=self.space, optimizer=optimizer, dispatcher=self.client,
             on_status=self._publish_status, on_experiment=self._publish_experiment,
-            log=self.get_logger().info)
+            log=self.get_logger().info, inspect=self.vision)
         try:
             summary = runner.run(self.n_batches or None)
         except CampaignStopped as exc:

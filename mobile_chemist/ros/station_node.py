@@ -3,6 +3,12 @@
 The node only translates messages; validation and the instruments live in
 `mobile_chemist.stations`. Stations served by one process share one SimulatedLab, so
 the sim GC measures what the sim dispensers put into each vial.
+
+With `camera_topic` set it is also the simulated camera of the rack (it owns the vials'
+truth): `/sim_camera/capture` (std_srvs/Trigger) asks /robot/lab_state where the robot is
+docked and which rack stands there, renders that rack (`vision.rack_camera`, settings in
+config/vision.yaml `sim_camera`) and publishes the image on `camera_topic` and its
+CameraInfo on `<namespace>/camera_info`.
 """
 
 from __future__ import annotations
@@ -10,9 +16,12 @@ from __future__ import annotations
 import threading
 import time
 
+from std_msgs.msg import Header
+
 from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.node import Node
+from rclpy.qos import qos_profile_sensor_data
 
 from mobile_chemist.action import ExecuteOperation
 from mobile_chemist.config import load_lab
@@ -52,6 +61,84 @@ class StationServerNode(Node):
                          callback_group=group)
             for n in names]
         self.get_logger().info(f"serving stations: {', '.join(names)}")
+        self.camera = None
+        camera_topic = declare(self, "camera_topic", "",
+                               "publish a simulated camera image of the rack here; empty = no camera")
+        if camera_topic:
+            self._start_camera(camera_topic, declare(self, "vision_config", "",
+                                                     "vision config; empty = the package's"),
+                               group)
+
+    # -- the simulated rack camera -------------------------------------------------------
+    def _start_camera(self, topic: str, vision_config: str, group) -> None:
+        from sensor_msgs.msg import CameraInfo, Image
+        from std_srvs.srv import Trigger
+
+        from mobile_chemist.srv import GetLabState
+        from mobile_chemist.vision.rack_camera import RackCamera, load_sim_camera_settings
+
+        self.camera = RackCamera(load_sim_camera_settings(vision_config or None))
+        self._image_type, self._info_type = Image, CameraInfo
+        self.image_pub = self.create_publisher(Image, topic, qos_profile_sensor_data)
+        info_topic = topic.rsplit("/", 1)[0] + "/camera_info"
+        self.info_pub = self.create_publisher(CameraInfo, info_topic, qos_profile_sensor_data)
+        self.lab_state = self.create_client(GetLabState, "/robot/lab_state", callback_group=group)
+        self._lab_state_request = GetLabState.Request
+        self.create_service(Trigger, "/sim_camera/capture", self._capture, callback_group=group)
+        self.get_logger().info(f"simulated rack camera ({self.camera.cfg.renderer}) on {topic}")
+
+    def _rack_in_view(self) -> tuple[str, str] | str:
+        """(station, rack id) where the robot is docked, or why there is nothing to see."""
+        if not self.lab_state.wait_for_service(timeout_sec=5.0):
+            return "no /robot/lab_state service"
+        done = threading.Event()
+        future = self.lab_state.call_async(self._lab_state_request())
+        future.add_done_callback(lambda _: done.set())
+        if not done.wait(10.0) or future.result() is None:
+            return "no answer from /robot/lab_state"
+        state = future.result()
+        station = state.docked_at
+        if not station:
+            return "the robot is not docked at a station"
+        here = [r for r, loc in zip(state.rack_ids, state.rack_locations)
+                if loc.split("/", 1)[0] == station]
+        if not here:
+            return f"no rack at {station}"
+        return station, here[0]
+
+    def _capture(self, request, response):
+        from mobile_chemist.ros.vision_node import array_to_image
+
+        where = self._rack_in_view()
+        if isinstance(where, str):
+            response.success, response.message = False, where
+            return response
+        station, rack = where
+        try:
+            scene = self.camera.capture(self.world.rack(rack), station)
+        except Exception as exc:  # noqa: BLE001 - a renderer failure is the caller's answer
+            response.success, response.message = False, f"rendering failed: {exc!r}"
+            return response
+        cfg = self.camera.cfg
+        header = Header(frame_id=cfg.frame_id, stamp=self.get_clock().now().to_msg())
+        f, cx, cy = cfg.intrinsics()
+        info = self._info_type(header=header, width=cfg.width, height=cfg.height,
+                               distortion_model="plumb_bob")
+        info.d = [0.0] * 5
+        info.k = [f, 0.0, cx, 0.0, f, cy, 0.0, 0.0, 1.0]
+        info.r = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
+        info.p = [f, 0.0, cx, 0.0, 0.0, f, cy, 0.0, 0.0, 0.0, 1.0, 0.0]
+        self.info_pub.publish(info)
+        self.image_pub.publish(array_to_image(scene.image, header))
+        response.success = True
+        response.message = (f"image {self.camera.captures} of rack {rack} at {station} "
+                            f"({len(scene.vials)} vials in view)")
+        return response
+
+    def destroy_node(self):
+        if self.camera is not None:
+            self.camera.close()
+        return super().destroy_node()
 
     # Every well-formed goal is accepted so that a bad one still gets a result with an error
     # code and a message (a rejected goal carries neither); execute() checks it first.

@@ -98,7 +98,8 @@ class VisionNode(Node):
     def __init__(self, pipeline: VisionPipeline | None = None, **node_kwargs):
         super().__init__("vision", **node_kwargs)
         topic = declare(self, "image_topic", "/camera/image_raw", "sensor_msgs/Image to inspect")
-        rate = declare(self, "rate_hz", 2.0, "pipeline runs per second on the latest image")
+        rate = declare(self, "rate_hz", 2.0, "pipeline runs per second on the latest image; "
+                                             "0 = only when /vision/inspect asks")
         self.config_path = declare(self, "config", "", "vision config; empty = the package's")
         self.publish_annotated = declare(self, "publish_annotated", True,
                                          "publish /vision/annotated for RViz")
@@ -124,10 +125,12 @@ class VisionNode(Node):
         group = ReentrantCallbackGroup()
         self.create_subscription(Image, topic, self._on_image, qos_profile_sensor_data,
                                  callback_group=group)
-        self.create_timer(1.0 / max(rate, 1e-3), self._tick,
-                          callback_group=MutuallyExclusiveCallbackGroup())
+        if rate > 0:
+            self.create_timer(1.0 / rate, self._tick,
+                              callback_group=MutuallyExclusiveCallbackGroup())
         self.create_service(InspectVials, "/vision/inspect", self._inspect, callback_group=group)
-        self.get_logger().info(f"inspecting {topic} at {rate:g} Hz")
+        self.get_logger().info(f"inspecting {topic} " + (f"at {rate:g} Hz" if rate > 0
+                                                          else "on request"))
 
     def _load_pipeline(self) -> bool:
         self._last_load_try = time.monotonic()

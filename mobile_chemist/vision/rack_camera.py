@@ -117,6 +117,13 @@ def rack_view(vials: Sequence[tuple[str, VialState] | None], station: str,
         jitter_px=cfg.jitter_px)
 
 
+def _ignore_sigint() -> None:
+    # The worker shares the node's process group: Ctrl-C is the parent's to handle.
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def _render_mujoco(view: RackView, seed: int, width: int, height: int) -> Scene:
     from mobile_chemist.vision.mujoco_scene import render_mujoco_rack
 
@@ -136,7 +143,7 @@ class RackCamera:
         if self.cfg.renderer == "2d":
             return render_rack(view, seed, self.cfg.width, self.cfg.height)
         if self._pool is None:
-            self._pool = multiprocessing.get_context("spawn").Pool(1)
+            self._pool = multiprocessing.get_context("spawn").Pool(1, initializer=_ignore_sigint)
         return self._pool.apply(_render_mujoco, (view, seed, self.cfg.width, self.cfg.height))
 
     def capture(self, vials: Sequence[tuple[str, VialState] | None], station: str) -> Scene:
