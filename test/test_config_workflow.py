@@ -88,6 +88,13 @@ def test_campaign_errors(campaign_data):
     ({"execute": {"station": "solid_dispenser", "operation": "dispense_solid",
                   "vial_parameters": ["gold"]}}, "'gold' is not a component"),
     ({"navigate": "gc", "transfer": {}}, "exactly one of"),
+    ({"inspect": {"station": "charger", "expect": {"capped": True}}}, "no slot for a rack"),
+    ({"inspect": {"station": "capper", "expect": {"capped": "yes"}}}, "true or false"),
+    ({"inspect": {"station": "capper", "expect": {"no_phase": ["plasma"]}}}, "unknown phase"),
+    ({"inspect": {"station": "capper", "expect": {}}}, "expect one or both"),
+    ({"inspect": {"station": "capper", "expect": {"capped": True}, "looks": 1}},
+     "at least as many looks"),
+    ({"inspect": {"station": "capper", "expect": {"capped": True}, "zoom": 2}}, "unknown keys"),
 ])
 def test_workflow_errors(workflow_data, lab, space, step, message):
     workflow_data["workflow"]["steps"].insert(3, step)

@@ -32,12 +32,16 @@ def test_robot_error_codes_match():
     assert n.ERROR_UNKNOWN_STATION == RobotError.NAV_UNKNOWN_STATION
 
 
-@pytest.mark.parametrize("physics, expected", [
-    ("false", {"sim_clock", "station_server", "robot_sim", "lab_description", "planner"}),
-    ("true", {"physics_sim", "navigation", "station_server", "robot_sim", "lab_description",
-              "planner"}),
+@pytest.mark.parametrize("physics, vision, expected", [
+    ("false", "true", {"sim_clock", "station_server", "robot_sim", "lab_description", "vision",
+                       "planner"}),
+    ("true", "true", {"physics_sim", "navigation", "station_server", "robot_sim",
+                      "lab_description", "vision", "planner"}),
+    ("false", "false", {"sim_clock", "station_server", "robot_sim", "lab_description",
+                        "planner"}),
 ])
-def test_launch_file_starts_every_node_with_its_parameters(monkeypatch, physics, expected):
+def test_launch_file_starts_every_node_with_its_parameters(monkeypatch, physics, vision,
+                                                           expected):
     """Run the launch file against stand-ins for the launch API (not installable here)."""
     created = []
 
@@ -70,10 +74,16 @@ def test_launch_file_starts_every_node_with_its_parameters(monkeypatch, physics,
     spec.loader.exec_module(module)
     entities = module.generate_launch_description()
     defaults = dict(e for e in entities if isinstance(e, tuple))
-    defaults.update(database="x.db", batches="3", physics=physics)
+    defaults.update(database="x.db", batches="3", physics=physics, vision=vision)
     entities[-1](defaults)
     names = {kw["name"]: kw for kw in created}
     assert set(names) == expected
+    # With vision, the station server is the rack camera and the vision node reads its topic.
+    camera = names["station_server"]["parameters"][0]["camera_topic"]
+    assert (camera != "") == (vision == "true")
+    if vision == "true":
+        assert names["vision"]["parameters"][0]["image_topic"] == camera
+    assert names["planner"]["parameters"][0]["vision"] is (vision == "true")
     assert names["planner"]["parameters"][0]["batches"] == 3
     assert names["planner"]["parameters"][0]["use_sim_time"] is True
     for kw in created:
