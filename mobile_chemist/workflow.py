@@ -201,8 +201,8 @@ def _inspect_step(body: Reader, lab: LabConfig) -> InspectStep:
     looks = body.child("looks", required=False, default=3).integer(low=1)
     confirm = body.child("confirm", required=False, default=2).integer(low=1)
     if confirm > looks:
-        raise body.child("confirm").error(f"{confirm} confirmations need at least as many looks "
-                                          f"(looks: {looks})")
+        raise body.error(f"confirm: {confirm} confirmations need at least as many looks "
+                         f"(looks: {looks})")
     fail_unseen = body.child("fail_unseen", required=False, default=False).data
     if not isinstance(fail_unseen, bool):
         raise body.child("fail_unseen").error(f"expected true or false, got {fail_unseen!r}")
