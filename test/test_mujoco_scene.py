@@ -136,3 +136,11 @@ def test_scene_stream_renders_mujoco_beside_torch(scene3):
     assert np.array_equal(got[0].image, scene3[0].image) and got[0].vials == scene3[0].vials
     with pytest.raises(ValueError, match="renderer"):
         next(iter_scenes([0], "povray"))
+
+
+def test_scene_stream_of_2d_scenes_is_the_same_from_workers():
+    inline = list(iter_scenes([4, 1, 7], "2d"))
+    pooled = list(iter_scenes([4, 1, 7], "2d", workers=2))
+    assert [s.seed for s in pooled] == [4, 1, 7]
+    assert all(np.array_equal(a.image, b.image) and a.vials == b.vials
+               for a, b in zip(inline, pooled))

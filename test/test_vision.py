@@ -248,6 +248,38 @@ def test_small_data_training_run(tmp_path):
     data.save(tmp_path / "crops.npz")
     back = CropSet.load(tmp_path / "crops.npz")
     assert np.array_equal(back.crops, data.crops) and np.array_equal(back.aspect, data.aspect)
+    # A wider network: the width travels with the weights.
+    wide = train_segmenter(data, tmp_path / "seg_w2.pt", epochs=1, batch=16, width=2,
+                           log=lambda *_: None)
+    seg2 = Segmenter(wide)
+    n_params = [sum(p.numel() for p in s.model.parameters()) for s in (seg, seg2)]
+    assert n_params[1] > 3 * n_params[0]
+    assert seg2.probabilities(data.crops[:2], data.aspect[:2])[0].shape == rows.shape
+
+
+def test_segmenter_width_must_be_a_positive_integer():
+    from mobile_chemist.vision.segmenter import build_model
+
+    with pytest.raises(ValueError, match="width"):
+        build_model(0)
+
+
+def test_segmenter_data_renders_only_the_scenes_a_larger_plan_adds(tmp_path):
+    from mobile_chemist.vision.segmenter import make_crops
+    from mobile_chemist.vision.synthetic import SEG_SEED_BASE
+    from mobile_chemist.vision.train import TrainPlan, segmenter_data
+
+    said = []
+    small = segmenter_data(TrainPlan(seg_scenes=2, seg_mujoco_scenes=0), tmp_path, said.append)
+    large = segmenter_data(TrainPlan(seg_scenes=4, seg_mujoco_scenes=0), tmp_path, said.append)
+    assert said == ["[segmenter] rendering 2d scenes 0..1 for crops",
+                    "[segmenter] rendering 2d scenes 2..3 for crops"]
+    direct = make_crops(range(SEG_SEED_BASE, SEG_SEED_BASE + 4), jitter=0.06)
+    assert np.array_equal(large.crops, direct.crops) and np.array_equal(large.rows, direct.rows)
+    assert np.array_equal(large.crops[:len(small)], small.crops)
+    # Both ranges are cached now: the same plan again renders nothing.
+    segmenter_data(TrainPlan(seg_scenes=4, seg_mujoco_scenes=0), tmp_path, said.append)
+    assert len(said) == 2
 
 
 def test_metrics_score_an_oracle_perfectly_and_a_wrong_reader_badly():

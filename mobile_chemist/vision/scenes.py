@@ -26,16 +26,23 @@ def _mujoco_scene(seed: int, n_vials: int | None) -> Scene:
     return render_mujoco_scene(seed, n_vials=n_vials)
 
 
+_RENDER = {"2d": render_scene, "mujoco": _mujoco_scene}
+
+
 def iter_scenes(seeds: Iterable[int], renderer: str = "2d", n_vials: int | None = None,
                 workers: int = 1) -> Iterator[Scene]:
-    """The scenes of `seeds`, in order (a pure function of seed and renderer)."""
+    """The scenes of `seeds`, in order (a pure function of seed and renderer).
+
+    MuJoCo scenes always come from `workers` spawned processes, 2-D scenes only when
+    `workers` > 1.
+    """
     if renderer not in RENDERERS:
         raise ValueError(f"renderer must be one of {RENDERERS}, not {renderer!r}")
     seeds = [int(s) for s in seeds]
-    if renderer == "2d":
+    if renderer == "2d" and workers <= 1:
         for s in seeds:
             yield render_scene(s, n_vials=n_vials)
         return
     ctx = multiprocessing.get_context("spawn")
     with ctx.Pool(max(1, workers)) as pool:
-        yield from pool.imap(partial(_mujoco_scene, n_vials=n_vials), seeds)
+        yield from pool.imap(partial(_RENDER[renderer], n_vials=n_vials), seeds, chunksize=4)

@@ -51,8 +51,13 @@ ALLOWED_ROWS: dict[Phase, frozenset[Row]] = {
 }
 
 
-def build_model():
+def build_model(width: int = 1):
+    """The segmenter network; `width` multiplies every layer's channels."""
     from torch import nn
+
+    w = int(width)
+    if w < 1:
+        raise ValueError(f"segmenter width must be a positive integer, not {width!r}")
 
     def c2(i, o, stride=(1, 1)):
         return nn.Sequential(nn.Conv2d(i, o, 3, stride=stride, padding=1, bias=False),
@@ -66,15 +71,16 @@ def build_model():
         def __init__(self):
             super().__init__()
             # Pool the width only: every row keeps its own feature vector.
-            self.enc = nn.Sequential(c2(3, 16, (1, 2)), c2(16, 24), nn.MaxPool2d((1, 2)),
-                                     c2(24, 32), nn.MaxPool2d((1, 2)), c2(32, 48))
-            self.seq = nn.Sequential(c1(96, 48, 1), c1(48, 48, 2), c1(48, 48, 4),
-                                     c1(48, 48, 8), c1(48, 48, 16), c1(48, 48, 32),
-                                     c1(48, 48, 1))
-            self.head = nn.Conv1d(48, N_ROWS, 1)
+            self.enc = nn.Sequential(c2(3, 16 * w, (1, 2)), c2(16 * w, 24 * w),
+                                     nn.MaxPool2d((1, 2)), c2(24 * w, 32 * w),
+                                     nn.MaxPool2d((1, 2)), c2(32 * w, 48 * w))
+            f = 48 * w
+            self.seq = nn.Sequential(c1(2 * f, f, 1), c1(f, f, 2), c1(f, f, 4), c1(f, f, 8),
+                                     c1(f, f, 16), c1(f, f, 32), c1(f, f, 1))
+            self.head = nn.Conv1d(f, N_ROWS, 1)
             # Vial level: mean and max over rows, and log(box height / width).
-            self.vial = nn.Sequential(nn.Linear(97, 64), nn.ReLU(inplace=True),
-                                      nn.Linear(64, N_TYPES + N_CONTENT))
+            self.vial = nn.Sequential(nn.Linear(2 * f + 1, 64 * w), nn.ReLU(inplace=True),
+                                      nn.Linear(64 * w, N_TYPES + N_CONTENT))
 
         def forward(self, x, aspect):
             """x: N x 3 x H x W in [0, 1]; aspect: N box height/width.
@@ -240,9 +246,9 @@ class Segmenter:
         if threads:
             torch.set_num_threads(threads)
         self.head_weight = float(head_weight)
-        self.model = build_model()
         state = torch.load(weights, map_location="cpu", weights_only=True)
-        self.model.load_state_dict(state["model"] if "model" in state else state)
+        self.model = build_model(state.get("width", 1))
+        self.model.load_state_dict(state["model"])
         self.model.eval()
 
     def probabilities(self, crops: np.ndarray, aspects: np.ndarray
@@ -355,41 +361,46 @@ def make_crops(seeds: Sequence[int], jitter: float = 0.03, seed: int = 0,
 
 def train_segmenter(data: CropSet, out: str | Path, epochs: int = 8, batch: int = 64,
                     lr: float = 3e-3, seed: int = 0, start: str | Path | None = None,
-                    log=print) -> Path:
+                    width: int = 1, device: str = "cpu", log=print) -> Path:
     """Train on `data` from scratch (or from the weights `start`); saves {'model':
-    state_dict, ...} to `out`.
+    state_dict, 'width': width, ...} to `out`.
 
     Loss: cross-entropy of the row labels + of the vial type + of the content class.
+    `device` is a torch device ("cpu", "cuda"); the saved weights are for the CPU either way.
     """
     import torch
     from torch.nn.functional import cross_entropy
 
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    model = build_model()
+    model = build_model(width)
     if start is not None:
         model.load_state_dict(torch.load(start, map_location="cpu", weights_only=True)["model"])
+    model.to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
     steps = epochs * int(np.ceil(len(data) / batch))
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(steps, 1))
+    # The whole set lives on the device (uint8; ~1 GB for 100 000 crops).
     x_all = torch.from_numpy(np.ascontiguousarray(data.crops[..., ::-1])).permute(0, 3, 1, 2)
-    y_all = torch.from_numpy(data.rows)
-    t_all = torch.from_numpy(data.vial_type)
-    c_all = torch.from_numpy(data.content)
-    a_all = torch.from_numpy(data.aspect)
+    x_all, y_all, t_all, c_all, a_all = (
+        torch.as_tensor(a).to(device) for a in
+        (x_all, data.rows, data.vial_type, data.content, data.aspect))
     model.train()
     t0 = time.time()
     for ep in range(epochs):
         order = rng.permutation(len(data))
-        total, correct, n, type_ok, content_ok = 0.0, 0, 0, 0, 0
+        # Running sums stay on the device: reading them every step would stall a GPU.
+        total, correct, type_ok, content_ok = (torch.zeros((), device=device) for _ in range(4))
+        n = 0
         for i in range(0, len(order), batch):
-            idx = torch.from_numpy(order[i:i + batch])
+            idx = torch.from_numpy(order[i:i + batch]).to(device)
             x = x_all[idx].float() / 255
             if x.shape[0] < 2:
                 continue
             # Photometric augmentation: gain and offset per crop and channel.
-            x = (x * (0.8 + 0.4 * torch.rand(x.shape[0], 3, 1, 1))
-                 + 0.08 * (torch.rand(x.shape[0], 3, 1, 1) - 0.5)).clamp(0, 1)
+            gain = torch.rand(x.shape[0], 3, 1, 1, device=device)
+            offset = torch.rand(x.shape[0], 3, 1, 1, device=device)
+            x = (x * (0.8 + 0.4 * gain) + 0.08 * (offset - 0.5)).clamp(0, 1)
             y = y_all[idx]
             rows, vial = model(x, a_all[idx])
             loss = (cross_entropy(rows, y) + cross_entropy(vial[:, :N_TYPES], t_all[idx])
@@ -398,17 +409,18 @@ def train_segmenter(data: CropSet, out: str | Path, epochs: int = 8, batch: int 
             loss.backward()
             opt.step()
             sched.step()
-            total += float(loss.detach()) * len(idx)
-            correct += int((rows.argmax(1) == y).sum())
-            type_ok += int((vial[:, :N_TYPES].argmax(1) == t_all[idx]).sum())
-            content_ok += int((vial[:, N_TYPES:].argmax(1) == c_all[idx]).sum())
+            total += loss.detach() * len(idx)
+            correct += (rows.argmax(1) == y).sum()
+            type_ok += (vial[:, :N_TYPES].argmax(1) == t_all[idx]).sum()
+            content_ok += (vial[:, N_TYPES:].argmax(1) == c_all[idx]).sum()
             n += len(idx)
         log(f"[segmenter] epoch {ep + 1}/{epochs} loss {total / max(n, 1):.4f} "
             f"row acc {correct / max(n * CROP_H, 1):.4f} type acc {type_ok / max(n, 1):.4f} "
             f"content acc {content_ok / max(n, 1):.4f} ({time.time() - t0:.0f} s)")
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"model": model.state_dict(), "rows": [r.name for r in Row],
+    state = {k: v.cpu() for k, v in model.state_dict().items()}
+    torch.save({"model": state, "width": int(width), "rows": [r.name for r in Row],
                 "types": [t.label for t in DETECTOR_CLASSES],
                 "content": [p.label for p in Phase], "crop": [CROP_H, CROP_W]}, out)
     return out

@@ -46,8 +46,11 @@ class TrainPlan:
     # (a 6-epoch stage at 1e-3 was tried: validation phase accuracy fell on MuJoCo scenes).
     seg_finetune: list = field(default_factory=list)
     seg_jitter: float = 0.06         # box noise (fraction of width/height, 1 sigma) of crops
+    seg_width: int = 1               # channel multiplier of the segmenter network
+    seg_batch: int = 64              # crops per step (the max lr stays 3e-3)
+    seg_device: str = "cpu"          # torch device the segmenter trained on
     seed: int = 0
-    workers: int = 2                 # MuJoCo rendering processes
+    workers: int = 2                 # scene rendering processes
 
 
 def detector_data(plan: TrainPlan, data: str, work: Path = WORK, log=print) -> Path:
@@ -113,25 +116,38 @@ def train_detector_stage(plan: TrainPlan, start: Path, stage: int, epochs: int, 
     return work / "train" / name / "weights" / "best.pt"
 
 
-def segmenter_data(plan: TrainPlan, work: Path = WORK, log=print):
-    """Crops from 2-D and MuJoCo scenes (each set cached in `work`)."""
+def _cached_crops(plan: TrainPlan, renderer: str, n: int, work: Path, log=print):
+    """Crops of scenes SEG_SEED_BASE + [0, n): cached scene ranges from the start, then the
+    rest rendered (and cached), so a larger plan renders only the scenes it adds."""
     from mobile_chemist.vision.segmenter import CropSet, make_crops
 
+    tag = "" if renderer == "2d" else "_mujoco"
+    suffix = f"_j{plan.seg_jitter:g}_s{plan.seed}_v3.npz"
+    parts, start = [], 0
+    while start < n:
+        prefix = f"seg_crops{tag}_{start}-"
+        ends = [p.name[len(prefix):-len(suffix)] for p in work.glob(f"{prefix}*{suffix}")]
+        end = max((int(e) for e in ends if e.isdigit() and start < int(e) <= n), default=None)
+        if end is not None:
+            parts.append(CropSet.load(work / f"{prefix}{end}{suffix}"))
+        else:
+            end = n
+            log(f"[segmenter] rendering {renderer} scenes {start}..{end - 1} for crops")
+            crops = make_crops(range(SEG_SEED_BASE + start, SEG_SEED_BASE + end),
+                               jitter=plan.seg_jitter, seed=plan.seed, renderer=renderer,
+                               workers=plan.workers)
+            work.mkdir(parents=True, exist_ok=True)
+            crops.save(work / f"{prefix}{end}{suffix}")
+            parts.append(crops)
+        start = end
+    return parts
+
+
+def segmenter_data(plan: TrainPlan, work: Path = WORK, log=print):
+    """Crops from 2-D and MuJoCo scenes (cached in `work` by scene range)."""
     parts = []
     for renderer, n in (("2d", plan.seg_scenes), ("mujoco", plan.seg_mujoco_scenes)):
-        if not n:
-            continue
-        tag = "" if renderer == "2d" else "_mujoco"
-        cache = work / f"seg_crops{tag}_{n}_j{plan.seg_jitter:g}_s{plan.seed}_v3.npz"
-        if cache.is_file():
-            parts.append(CropSet.load(cache))
-            continue
-        log(f"[segmenter] rendering {n} {renderer} scenes for crops")
-        crops = make_crops(range(SEG_SEED_BASE, SEG_SEED_BASE + n), jitter=plan.seg_jitter,
-                           seed=plan.seed, renderer=renderer, workers=plan.workers)
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        crops.save(cache)
-        parts.append(crops)
+        parts += _cached_crops(plan, renderer, n, work, log)
     data = parts[0]
     for more in parts[1:]:
         data = data + more
@@ -143,12 +159,13 @@ def train_phase_segmenter(plan: TrainPlan, work: Path = WORK, log=print) -> Path
 
     data = segmenter_data(plan, work, log)
     log(f"[segmenter] {len(data)} crops")
+    common = dict(seed=plan.seed, width=plan.seg_width, batch=plan.seg_batch,
+                  device=plan.seg_device, log=log)
     out = train_segmenter(data, work / "train" / "phase_segmenter.pt",
-                          epochs=plan.seg_epochs, seed=plan.seed, log=log)
+                          epochs=plan.seg_epochs, **common)
     for k, (epochs, lr) in enumerate(plan.seg_finetune, start=2):
         out = train_segmenter(data, work / "train" / f"phase_segmenter_stage{k}.pt",
-                              epochs=int(epochs), lr=float(lr), seed=plan.seed, start=out,
-                              log=log)
+                              epochs=int(epochs), lr=float(lr), start=out, **common)
     return out
 
 
