@@ -257,6 +257,22 @@ def test_small_data_training_run(tmp_path):
     assert seg2.probabilities(data.crops[:2], data.aspect[:2])[0].shape == rows.shape
 
 
+def test_flip_average_is_the_mean_of_the_crop_and_its_mirror_image():
+    from mobile_chemist.vision.segmenter import Segmenter
+
+    weights = REPO / "models" / "phase_segmenter.pt"
+    scene = render_scene(11)
+    crops = np.stack([crop_vial(scene.image, v.box) for v in scene.vials])
+    aspects = np.array([(v.box[3] - v.box[1]) / (v.box[2] - v.box[0]) for v in scene.vials])
+    plain = Segmenter(weights)
+    rows_a, vial_a = plain.probabilities(crops, aspects)
+    rows_b, vial_b = plain.probabilities(np.ascontiguousarray(crops[:, :, ::-1]), aspects)
+    rows, vial = Segmenter(weights, flip_average=True).probabilities(crops, aspects)
+    assert not np.allclose(rows_a, rows_b, atol=1e-3)  # the mirror image reads differently
+    assert np.allclose(rows, (rows_a + rows_b) / 2, atol=1e-5)
+    assert np.allclose(vial, (vial_a + vial_b) / 2, atol=1e-5)
+
+
 def test_segmenter_width_must_be_a_positive_integer():
     from mobile_chemist.vision.segmenter import build_model
 

@@ -145,7 +145,8 @@ class SyntheticBackend:
             raise ValueError(f"type_from must be one of {TYPE_SOURCES}, not {self.type_from!r}")
         self.detector = _load(load_yolo, self.detector_path)
         self.segmenter = _load(
-            lambda p: Segmenter(p, head_weight=float(cfg.get("head_weight", 0.0))),
+            lambda p: Segmenter(p, head_weight=float(cfg.get("head_weight", 0.0)),
+                                flip_average=bool(cfg.get("flip_average", False))),
             self.segmenter_path)
 
     def detect(self, image: np.ndarray) -> list[Detection]:

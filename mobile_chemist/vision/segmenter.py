@@ -232,11 +232,13 @@ class Segmenter:
     """Batched inference with a trained PhaseSegmenter (CPU).
 
     `head_weight` weighs the vial head's content probability against the rows in the
-    joint decoding (0: the rows alone decide the content class).
+    joint decoding (0: the rows alone decide the content class). With `flip_average` every
+    crop is read twice, as seen and mirrored left to right, and the probabilities averaged
+    (a vial's contents do not change in a mirror; the two readings' errors partly do).
     """
 
     def __init__(self, weights: str | Path, threads: int | None = None,
-                 head_weight: float = 0.0):
+                 head_weight: float = 0.0, flip_average: bool = False):
         import torch
 
         weights = Path(weights)
@@ -246,6 +248,7 @@ class Segmenter:
         if threads:
             torch.set_num_threads(threads)
         self.head_weight = float(head_weight)
+        self.flip_average = bool(flip_average)
         state = torch.load(weights, map_location="cpu", weights_only=True)
         self.model = build_model(state.get("width", 1))
         self.model.load_state_dict(state["model"])
@@ -262,11 +265,17 @@ class Segmenter:
                     np.zeros((0, N_TYPES + N_CONTENT), np.float32))
         x = torch.from_numpy(np.ascontiguousarray(crops[..., ::-1])).permute(0, 3, 1, 2).float() / 255
         a = torch.as_tensor(np.asarray(aspects, dtype=np.float32)).clamp(0.2, 20)
+        n = len(x)
+        if self.flip_average:  # one batch: the crops, then their mirror images
+            x, a = torch.cat([x, x.flip(3)]), torch.cat([a, a])
         with torch.inference_mode():
             rows, vial = self.model(x, a)
+            rows = torch.softmax(rows, dim=1)
             vial = torch.cat([torch.softmax(vial[:, :N_TYPES], 1),
                               torch.softmax(vial[:, N_TYPES:], 1)], 1)
-            return torch.softmax(rows, dim=1).numpy(), vial.numpy()
+            if self.flip_average:
+                rows, vial = (rows[:n] + rows[n:]) / 2, (vial[:n] + vial[n:]) / 2
+            return rows.numpy(), vial.numpy()
 
     def read(self, image: np.ndarray, boxes: Sequence[Sequence[float]],
              refine: bool = False) -> list[VialReading]:
@@ -361,12 +370,14 @@ def make_crops(seeds: Sequence[int], jitter: float = 0.03, seed: int = 0,
 
 def train_segmenter(data: CropSet, out: str | Path, epochs: int = 8, batch: int = 64,
                     lr: float = 3e-3, seed: int = 0, start: str | Path | None = None,
-                    width: int = 1, device: str = "cpu", log=print) -> Path:
+                    width: int = 1, device: str = "cpu", flip: bool = False,
+                    log=print) -> Path:
     """Train on `data` from scratch (or from the weights `start`); saves {'model':
     state_dict, 'width': width, ...} to `out`.
 
     Loss: cross-entropy of the row labels + of the vial type + of the content class.
     `device` is a torch device ("cpu", "cuda"); the saved weights are for the CPU either way.
+    With `flip`, half the crops of every batch (at random) are mirrored left to right.
     """
     import torch
     from torch.nn.functional import cross_entropy
@@ -401,6 +412,9 @@ def train_segmenter(data: CropSet, out: str | Path, epochs: int = 8, batch: int 
             gain = torch.rand(x.shape[0], 3, 1, 1, device=device)
             offset = torch.rand(x.shape[0], 3, 1, 1, device=device)
             x = (x * (0.8 + 0.4 * gain) + 0.08 * (offset - 0.5)).clamp(0, 1)
+            if flip:
+                mirror = torch.rand(x.shape[0], device=device) < 0.5
+                x = torch.where(mirror[:, None, None, None], x.flip(3), x)
             y = y_all[idx]
             rows, vial = model(x, a_all[idx])
             loss = (cross_entropy(rows, y) + cross_entropy(vial[:, :N_TYPES], t_all[idx])

@@ -48,6 +48,7 @@ class TrainPlan:
     seg_jitter: float = 0.06         # box noise (fraction of width/height, 1 sigma) of crops
     seg_width: int = 1               # channel multiplier of the segmenter network
     seg_batch: int = 64              # crops per step (the max lr stays 3e-3)
+    seg_flip: bool = True            # mirror half the training crops (left to right)
     seg_device: str = "cpu"          # torch device the segmenter trained on
     seed: int = 0
     workers: int = 2                 # scene rendering processes
@@ -160,7 +161,7 @@ def train_phase_segmenter(plan: TrainPlan, work: Path = WORK, log=print) -> Path
     data = segmenter_data(plan, work, log)
     log(f"[segmenter] {len(data)} crops")
     common = dict(seed=plan.seed, width=plan.seg_width, batch=plan.seg_batch,
-                  device=plan.seg_device, log=log)
+                  device=plan.seg_device, flip=plan.seg_flip, log=log)
     out = train_segmenter(data, work / "train" / "phase_segmenter.pt",
                           epochs=plan.seg_epochs, **common)
     for k, (epochs, lr) in enumerate(plan.seg_finetune, start=2):
