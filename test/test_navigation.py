@@ -5,6 +5,7 @@ optional unmapped boxes), adds range noise, and integrates velocity commands int
 pose and a drifting odometry. Navigation never sees the true pose.
 """
 
+import collections
 import math
 
 import numpy as np
@@ -13,8 +14,8 @@ import pytest
 from mobile_chemist.config import Rect
 from mobile_chemist.navigation import (FollowStatus, NavError, NavigationConfig,
                                        NavigationRefused, Navigator, OccupancyMap,
-                                       ParticleFilterLocaliser, PathFollower, PlanningError,
-                                       GridPlanner, laser_mounts_from_description,
+                                       ParticleFilterLocaliser, PathFollower, Phase,
+                                       PlanningError, GridPlanner, laser_mounts_from_description,
                                        scan_to_points)
 from mobile_chemist.navigation.geometry import (as_array, between, compose, lab_rects,
                                                 raycast_segments, segments_of, wrap_angle)
@@ -241,6 +242,44 @@ def test_legs_with_odometry_drift_arrive_and_dock(lab, occupancy, config):
         assert np.hypot(*result.docking_correction[:2]) < 0.1
     # Odometry drifted; the estimate did not.
     assert math.hypot(*between(sim.odom, between(home, sim.pose))[:2]) > 0.01
+
+
+def test_docking_waits_for_a_base_that_stops_late(lab, occupancy, config):
+    """A base that does every command 0.64 s late (its controller or this machine busy)
+    runs on past the approach pose after the follower's stop. Docking scans only while
+    odometry shows it standing still, drives it back, and reports as its correction what
+    registration changed in the estimate, not that drive."""
+    station = "solid_dispenser"
+    approach = as_array(lab.stations[station].approach)
+    sim = RaySim(lab, compose(approach, np.array([0.0, 0.6, 0.0])), seed=3)
+    nav = Navigator(lab, config, occupancy=occupancy, seed=3)
+    nav.set_initial_pose(sim.pose, 0.02, 0.01)
+    nav.localise(sim.odom, sim.scan(), force=True)
+    leg = nav.start_leg(station, 0.0, sim.odom)
+    late = collections.deque([(0.0, 0.0, 0.0)] * 8)
+    t, poses, messages, overshoot = 0.0, [], [], 0.0
+    while not leg.done and t < 120:
+        points = sim.scan()
+        nav.localise(sim.odom, points)
+        out = leg.step(t, sim.odom, points)
+        poses.append(sim.pose.copy())
+        messages.append(out.message)
+        if out.phase is Phase.DOCKING:
+            overshoot = max(overshoot, math.hypot(*between(approach, sim.pose)[:2]))
+        late.append(out.cmd)
+        sim.move(late.popleft(), 0.08)
+        t += 0.08
+    assert leg.result.success, leg.result.message
+    assert overshoot > 0.1                                  # it did run on
+    # The scans stacked for one registration (a "scanning" cycle and the next) are taken
+    # standing still, as odometry tells it.
+    creep = config.docking.at_rest_speed * 0.08
+    stacked = [i for i, message in enumerate(messages) if message == "docking: scanning"]
+    assert stacked and all(np.abs(between(poses[i], poses[i + 1])).max() <= creep
+                           for i in stacked)
+    assert np.hypot(*leg.result.docking_correction[:2]) < 0.02
+    error = between(sim.pose, approach)
+    assert math.hypot(error[0], error[1]) < 0.005 and abs(error[2]) < math.radians(0.5)
 
 
 # -- Nav2 backend against a fake of BasicNavigator's documented API ---------------------

@@ -41,6 +41,7 @@ class DockingConfig:
     max_residual: float = 0.02           # m RMS on the bench's edges
     min_station_points: int = 15
     settle_s: float = 0.3                # s standing still before scanning
+    at_rest_speed: float = 0.005         # m/s and rad/s of odometry: slower is standing still
     scans_per_registration: int = 3      # scan sets stacked (standing still) per fit
     speed: float = 0.05                  # m/s and rad/s while correcting
     gain: float = 1.0                    # 1/s

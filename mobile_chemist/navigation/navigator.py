@@ -240,6 +240,8 @@ class Leg:
         self.phase = Phase.FOLLOWING
         self.result: LegResult | None = None
         self._last_odom = odom_pose
+        self._last_t = t
+        self._still = True                  # odometry shows the base standing still
         self._distance = 0.0
         # Docking state.
         self._dock_state = "settle"
@@ -248,7 +250,8 @@ class Leg:
         self._attempts = 0
         self._fix: DockingFix | None = None
         self._fix_odom: np.ndarray | None = None
-        self._first_fix_from: np.ndarray | None = None
+        self._first_fix_from: np.ndarray | None = None   # the estimate docking started from
+        self._first_fix_odom: np.ndarray | None = None
         self._target_odom: np.ndarray | None = None
         self._move_deadline = 0.0
 
@@ -268,8 +271,13 @@ class Leg:
         if self.done:
             return StepOutput((0.0, 0.0, 0.0), self.phase, 0.0, self.result.message)
         odom_pose = as_array(odom_pose)
-        self._distance += float(np.hypot(*between(self._last_odom, odom_pose)[:2]))
-        self._last_odom = odom_pose
+        moved = between(self._last_odom, odom_pose)
+        self._distance += float(np.hypot(*moved[:2]))
+        # Standing still by odometry, not by the last command: the base may go on moving
+        # after a stop (command latency, its own deceleration).
+        limit = self.nav.config.docking.at_rest_speed * max(t - self._last_t, 0.0)
+        self._still = bool(np.hypot(*moved[:2]) <= limit and abs(moved[2]) <= limit)
+        self._last_odom, self._last_t = odom_pose, t
         if t > self.deadline:
             self._finish(False, NavError.NAVIGATION_FAILED,
                          f"timed out on the way to {self.station}", self.nav.pose, Phase.FAILED)
@@ -293,8 +301,13 @@ class Leg:
     def _dock(self, t: float, odom: np.ndarray, points: np.ndarray) -> StepOutput:
         c = self.nav.config.docking
         stop = (0.0, 0.0, 0.0)
+        if self._dock_state == "collect" and not self._still:
+            # Scans stacked while moving smear the bench: settle again.
+            self._dock_state = "settle"
         if self._dock_state == "settle":
-            if t >= self._settle_until:
+            if not self._still:
+                self._settle_until = t + c.settle_s
+            elif t >= self._settle_until:
                 self._dock_state, self._points = "collect", []
             return StepOutput(stop, self.phase, 0.0, "docking: settling")
         if self._dock_state == "collect":
@@ -320,10 +333,15 @@ class Leg:
         c = self.nav.config.docking
         if self._fix is None:
             guess = self.nav.pose
-            self._first_fix_from = guess
+            self._first_fix_from, self._first_fix_odom = guess, odom
         else:
             guess = compose(self._fix.pose, between(self._fix_odom, odom))
         fix = self.nav.registration(self.station).register(np.vstack(self._points), guess)
+        # The correction is what registration changed in the estimate: the estimate docking
+        # started from, carried along by odometry. Docking's own moves are no correction.
+        correction = fix.pose - compose(self._first_fix_from,
+                                        between(self._first_fix_odom, odom))
+        correction[2] = float(wrap_angle(correction[2]))
         self._attempts += 1
         stop = (0.0, 0.0, 0.0)
         problem = None
@@ -333,8 +351,8 @@ class Leg:
         elif fix.residual > c.max_residual:
             problem = (f"residual {fix.residual * 1000:.1f} mm exceeds "
                        f"{c.max_residual * 1000:.1f} mm")
-        elif np.hypot(*(fix.pose[:2] - self._first_fix_from[:2])) > c.max_correction:
-            problem = (f"correction {np.hypot(*(fix.pose[:2] - self._first_fix_from[:2])):.2f} m"
+        elif np.hypot(*correction[:2]) > c.max_correction:
+            problem = (f"correction {np.hypot(*correction[:2]):.2f} m"
                        f" exceeds {c.max_correction:.2f} m")
         if problem is not None:
             self._finish(False, NavError.DOCKING_FAILED,
@@ -343,8 +361,6 @@ class Leg:
         self._fix, self._fix_odom = fix, odom
         err = fix.error
         if np.hypot(err[0], err[1]) < c.tolerance_xy and abs(err[2]) < c.tolerance_yaw:
-            correction = fix.pose - self._first_fix_from
-            correction[2] = float(wrap_angle(correction[2]))
             # The registration is the best estimate there is: restart the filter from it.
             self.nav.localiser.initialise(fix.pose, 0.01, 0.005)
             self.nav.docked_at = self.station

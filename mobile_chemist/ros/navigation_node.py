@@ -72,7 +72,8 @@ class NavigationNode(Node):
         self.base_frame = declare(self, "base_frame", "base_footprint", "robot base frame")
         self.odom_frame = declare(self, "odom_frame", "odom", "odometry frame")
         self.sensor_timeout_s = declare(self, "sensor_timeout_s", 10.0,
-                                        "wall seconds without scans before a goal fails")
+                                        "wall seconds without scans (with odometry of their "
+                                        "time) before a goal fails")
         seed = declare(self, "seed", 0, "random seed of the particle filter")
         if self.backend_name not in ("builtin", "nav2"):
             raise ValueError(f"parameter backend must be 'builtin' or 'nav2', "
@@ -100,6 +101,7 @@ class NavigationNode(Node):
         self._odom_history: deque = deque(maxlen=50)   # (t, pose): odometry at scan time
         self._odometer = 0.0                 # m driven, from odometry
         self._scans: dict[str, tuple[float, np.ndarray]] = {}
+        self._waiting_scan: float | None = None   # primary scan time not yet covered by /odom
         self._last_t = 0.0                   # graph time of the last processed scan set
         self._last_scan_wall = 0.0
         self._leg = None
@@ -145,13 +147,17 @@ class NavigationNode(Node):
     def _on_odom(self, msg: Odometry) -> None:
         p = msg.pose.pose
         pose = np.array([p.position.x, p.position.y, yaw_of(p.orientation)])
+        t = from_time_msg(msg.header.stamp)
         with self._lock:
             if self._odom is not None:
                 self._odometer += float(np.hypot(*(pose[:2] - self._odom[:2])))
             self._odom = pose
             v = msg.twist.twist
-            self._odom_history.append((from_time_msg(msg.header.stamp), pose,
-                                       np.array([v.linear.x, v.linear.y, v.angular.z])))
+            self._odom_history.append((t, pose, np.array([v.linear.x, v.linear.y, v.angular.z])))
+        waiting = self._waiting_scan
+        if waiting is not None and t >= waiting:
+            self._waiting_scan = None
+            self._cycle(waiting)
 
     def _on_initial(self, msg: PoseWithCovarianceStamped) -> None:
         p = msg.pose.pose
@@ -171,7 +177,17 @@ class NavigationNode(Node):
         self._scans[topic] = (t, points)
         if topic != self._primary and self._primary in self._scans:
             return  # the front scanner's message drives the cycle; the rear joins it
-        self._cycle(t)
+        # Fuse a scan only with the odometry of its own time. /odom can lag behind: it is
+        # queued while only the newest scan is kept, so when the node falls behind the
+        # newest scan may be newer than every /odom processed. Paired with that older pose
+        # the scan shifts the estimate by the distance driven in between; wait for /odom.
+        with self._lock:
+            covered = bool(self._odom_history) and self._odom_history[-1][0] >= t
+        if covered:
+            self._waiting_scan = None
+            self._cycle(t)
+        else:
+            self._waiting_scan = t
 
     def _cycle(self, t: float) -> None:
         with self._lock:
@@ -394,7 +410,7 @@ class NavigationNode(Node):
                     if time.monotonic() - self._last_scan_wall > self.sensor_timeout_s:
                         leg.cancel()
                         leg.result.error_code = NavError.NAVIGATION_FAILED
-                        leg.result.message = "laser scans stopped; the base stopped"
+                        leg.result.message = "laser scans or odometry stopped; the base stopped"
                         self._publish_cmd((0.0, 0.0, 0.0))
                         break
                     pose = self.navigator.pose
