@@ -345,3 +345,14 @@ def test_backends_mix_per_class_as_configured():
         assert d.backend == "heinsight+synthetic"
         assert d.vial_type != VialType.UNKNOWN and 0 < d.type_confidence <= 1
         assert 0 < d.cap_confidence <= 1 and np.isfinite(d.fill_level)
+
+
+def test_the_training_plan_defaults_are_the_plan_that_made_the_committed_models():
+    """`mobile-chemist vision train` with no options must reproduce models/ (its card says so)."""
+    import json
+    from dataclasses import asdict
+
+    from mobile_chemist.vision.train import TrainPlan
+
+    recorded = json.loads((REPO / "models" / "train_plan.json").read_text())
+    assert recorded == json.loads(json.dumps(asdict(TrainPlan())))

@@ -48,7 +48,7 @@ class TrainPlan:
     seg_jitter: float = 0.06         # box noise (fraction of width/height, 1 sigma) of crops
     seg_width: int = 1               # channel multiplier of the segmenter network
     seg_batch: int = 64              # crops per step (the max lr stays 3e-3)
-    seg_flip: bool = True            # mirror half the training crops (left to right)
+    seg_flip: bool = False           # mirror half the training crops (left to right)
     seg_device: str = "cpu"          # torch device the segmenter trained on
     seed: int = 0
     workers: int = 2                 # scene rendering processes
