@@ -356,3 +356,14 @@ def test_the_training_plan_defaults_are_the_plan_that_made_the_committed_models(
 
     recorded = json.loads((REPO / "models" / "train_plan.json").read_text())
     assert recorded == json.loads(json.dumps(asdict(TrainPlan())))
+
+
+def test_train_options_override_only_what_they_name():
+    from mobile_chemist.vision.cli import build_parser, plan_from_args
+    from mobile_chemist.vision.train import TrainPlan
+
+    plan = plan_from_args(build_parser().parse_args(
+        ["train", "--seg-flip", "--seg-width", "2", "--seg-device", "cuda", "--workers", "15"]))
+    assert (plan.seg_flip, plan.seg_width, plan.seg_device, plan.workers) == (True, 2, "cuda", 15)
+    assert plan.seg_epochs == TrainPlan().seg_epochs
+    assert plan_from_args(build_parser().parse_args(["train"])) == TrainPlan()

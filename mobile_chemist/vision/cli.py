@@ -3,7 +3,9 @@
     mobile-chemist vision train [--only detector|segmenter] [--no-install]
         Render the synthetic training sets (runs/vision/, git-ignored), train the vial
         detector (YOLOv8 layout from vial_detector.yaml, CPU, offline) and the phase segmenter from
-        scratch, and copy the weights into models/.
+        scratch, and copy the weights into models/. Options named after the plan's fields
+        (--seg-mujoco-scenes, --seg-epochs, --seg-width, --seg-device cuda, ...) train a
+        variant; without them the run repeats models/train_plan.json.
     mobile-chemist vision eval [--scenes 200] [--heinsight-scenes 10] [--json PATH]
         Score both backends on held-out synthetic scenes and time the pipeline
         (the same as bench/vision.py).
@@ -29,19 +31,22 @@ def _stages(text: str) -> list:
     return stages
 
 
-def _train(args) -> int:
-    from mobile_chemist.vision.train import (
-        TrainPlan,
-        install,
-        train_detector,
-        train_phase_segmenter,
-    )
+def plan_from_args(args):
+    """The committed models' TrainPlan with the options given on the command line."""
+    from mobile_chemist.vision.train import TrainPlan
 
     plan = TrainPlan()
     for f in fields(TrainPlan):
         value = getattr(args, f.name, None)
         if value is not None:
             setattr(plan, f.name, value)
+    return plan
+
+
+def _train(args) -> int:
+    from mobile_chemist.vision.train import install, train_detector, train_phase_segmenter
+
+    plan = plan_from_args(args)
     det = seg = None
     if args.only in (None, "detector"):
         det = train_detector(plan)
@@ -85,6 +90,8 @@ def build_parser(prog: str = "mobile-chemist vision") -> argparse.ArgumentParser
     t.add_argument("--seg-epochs", type=int)
     t.add_argument("--seg-width", type=int, help="channel multiplier of the segmenter")
     t.add_argument("--seg-batch", type=int)
+    t.add_argument("--seg-flip", action="store_true", default=None,
+                   help="mirror half the segmenter's training crops")
     t.add_argument("--seg-device", help="torch device for the segmenter (cpu, cuda)")
     t.add_argument("--workers", type=int, help="scene rendering processes")
     t.set_defaults(func=_train)
