@@ -41,14 +41,18 @@ class RaySim:
         self.drift = drift            # scale error of translation, of rotation; yaw per m
         self.actuation = actuation    # the base does this fraction of what it is told
 
+    def ranges(self, mount, segments) -> tuple[np.ndarray, np.ndarray]:
+        """(beam angles, noisy ranges) of one scanner at the true pose."""
+        angles = -FOV / 2 + FOV / (BEAMS - 1) * np.arange(BEAMS)
+        laser = compose(self.pose, np.array(mount.pose))
+        ranges = raycast_segments(laser[:2], laser[2] + angles, segments, 30.0)
+        return angles, ranges + self.rng.normal(0, self.noise, ranges.size)
+
     def scan(self) -> np.ndarray:
         segments = segments_of(lab_rects(self.lab) + self.unmapped)
-        angles = -FOV / 2 + FOV / (BEAMS - 1) * np.arange(BEAMS)
         points = []
         for mount in self.mounts:
-            laser = compose(self.pose, np.array(mount.pose))
-            ranges = raycast_segments(laser[:2], laser[2] + angles, segments, 30.0)
-            ranges = ranges + self.rng.normal(0, self.noise, ranges.size)
+            angles, ranges = self.ranges(mount, segments)
             points.append(scan_to_points(ranges, angles[0], angles[1] - angles[0], 0.1, 30.0,
                                          mount))
         return np.vstack(points)

@@ -35,10 +35,10 @@ from mobile_chemist.action import NavigateToStation  # noqa: E402
 from mobile_chemist.graph import NodeSpec  # noqa: E402
 from mobile_chemist.local_launch import LocalLaunch  # noqa: E402
 from mobile_chemist.navigation.geometry import (as_array, between, compose,  # noqa: E402
-                                                lab_rects, raycast_segments, segments_of)
+                                                lab_rects, segments_of)
 from mobile_chemist.physics_sim import load_sim_config  # noqa: E402
 from mobile_chemist.ros.common import LATCHED_QOS, to_time_msg  # noqa: E402
-from test_navigation import BEAMS, FOV, RaySim  # noqa: E402
+from test_navigation import RaySim  # noqa: E402
 
 START = "rack_storage"
 PERIOD = 0.08           # s of simulated time per scan (12.5 Hz)
@@ -106,12 +106,9 @@ def odom_msg(sim: RaySim, stamp, velocity) -> Odometry:
 
 def scan_msgs(sim: RaySim, stamp, segments) -> list[tuple[str, LaserScan]]:
     """(frame, LaserScan) of each scanner at the simulator's true pose."""
-    angles = -FOV / 2 + FOV / (BEAMS - 1) * np.arange(BEAMS)
     out = []
     for mount in sim.mounts:
-        laser = compose(sim.pose, np.array(mount.pose))
-        ranges = raycast_segments(laser[:2], laser[2] + angles, segments, 30.0)
-        ranges = ranges + sim.rng.normal(0, sim.noise, ranges.size)
+        angles, ranges = sim.ranges(mount, segments)
         msg = LaserScan(angle_min=float(angles[0]), angle_max=float(angles[-1]),
                         angle_increment=float(angles[1] - angles[0]), range_min=0.1,
                         range_max=30.0, ranges=[float(r) for r in ranges])
