@@ -40,7 +40,7 @@ class TrainPlan:
     det_finetune: list = field(default_factory=lambda: [[10, 0.002, "2d"], [10, 0.001, "2d"],
                                                         [10, 0.001, "mix"], [8, 0.0005, "mix"]])
     seg_scenes: int = 2500           # 2-D scenes for segmenter crops
-    seg_mujoco_scenes: int = 3000    # MuJoCo scenes for segmenter crops
+    seg_mujoco_scenes: int = 6000    # MuJoCo scenes for segmenter crops
     seg_epochs: int = 12
     # Then [epochs, max lr] stages from the previous stage's weights, on the same crops
     # (a 6-epoch stage at 1e-3 was tried: validation phase accuracy fell on MuJoCo scenes).
@@ -48,7 +48,7 @@ class TrainPlan:
     seg_jitter: float = 0.06         # box noise (fraction of width/height, 1 sigma) of crops
     seg_width: int = 1               # channel multiplier of the segmenter network
     seg_batch: int = 64              # crops per step (the max lr stays 3e-3)
-    seg_flip: bool = False           # mirror half the training crops (left to right)
+    seg_flip: bool = True            # mirror half the training crops (left to right)
     seg_device: str = "cpu"          # torch device the segmenter trained on
     seed: int = 0
     workers: int = 2                 # scene rendering processes
