@@ -25,9 +25,9 @@ from mobile_chemist.config import load_yaml, settings_from_section
 from mobile_chemist.errors import ConfigError
 from mobile_chemist.stations import VialState
 from mobile_chemist.vision.classes import Row, VialType
+from mobile_chemist.vision.scenes import RENDERERS
 from mobile_chemist.vision.synthetic import RackView, Scene, VialSpec, render_rack
 
-RENDERERS = ("mujoco", "2d")
 
 
 @dataclass(frozen=True)
