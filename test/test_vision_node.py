@@ -200,3 +200,58 @@ def test_missing_model_is_reported_and_the_node_keeps_running(tmp_path):
         node.destroy_node()
     finally:
         ctx.shutdown()
+
+
+def test_look_asks_the_camera_again_and_gives_up_after_its_timeout():
+    """LabClient.look: a new capture every recapture_after_s until vision reads an image
+    newer than the look, and a failed Look (not a hang) after look_timeout_s."""
+    from std_srvs.srv import Trigger
+
+    from mobile_chemist.msg import VialDetection
+    from mobile_chemist.ros.lab_client import LabClient
+
+    ctx = rclpy.Context()
+    ctx.init()
+    captures: list[float] = []
+    fresh_after = {"captures": 10**9}  # vision reads a fresh image from this capture on
+
+    def capture(_req, resp):
+        captures.append(time.monotonic())
+        resp.success = True
+        return resp
+
+    def inspect(_req, resp):
+        resp.success = len(captures) >= fresh_after["captures"]
+        resp.message = "ok" if resp.success else "no image newer than 0.5 s"
+        if resp.success:
+            resp.detections.detections = [VialDetection(x_min=10.0, x_max=40.0, y_min=5.0,
+                                                        y_max=90.0, cap_present=True)]
+        return resp
+
+    ex = MultiThreadedExecutor(context=ctx)
+    try:
+        camera = Node("fake_camera_and_vision", context=ctx)
+        camera.create_service(Trigger, "/sim_camera/capture", capture)
+        camera.create_service(InspectVials, "/vision/inspect", inspect)
+        planner = Node("look_test_planner", context=ctx)
+        client = LabClient(planner, capture_service="/sim_camera/capture",
+                           look_timeout_s=1.5, recapture_after_s=0.4)
+        for n in (camera, planner):
+            ex.add_node(n)
+        threading.Thread(target=ex.spin, daemon=True).start()
+        began = time.monotonic()
+        look = client.look("r1", "capper")
+        took = time.monotonic() - began
+        assert not look.success and "no fresh reading after 1.5 s" in look.message
+        assert "no image newer" in look.message
+        assert 1.4 < took < 10.0
+        assert len(captures) >= 3  # one at the start, then one per 0.4 s without a reading
+        assert min(np.diff(captures)) >= 0.35
+        # Vision reads a fresh image after the second capture of the next look.
+        fresh_after["captures"] = len(captures) + 2
+        look = client.look("r2", "capper")
+        assert look.success and len(look.vials) == 1 and look.vials[0].cap_present
+        assert len(captures) == fresh_after["captures"]
+    finally:
+        ex.shutdown()
+        ctx.shutdown()

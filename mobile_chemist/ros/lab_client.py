@@ -33,7 +33,8 @@ class LabClient:
 
     def __init__(self, node: Node, server_timeout_s: float = 30.0, resend_after_s: float = 5.0,
                  capture_service: str = "", camera_info_topic: str = "",
-                 vision_timeout_s: float = 120.0):
+                 vision_timeout_s: float = 120.0, look_timeout_s: float = 60.0,
+                 recapture_after_s: float = 2.0):
         self.node = node
         self.server_timeout_s = server_timeout_s
         self.resend_after_s = resend_after_s
@@ -66,6 +67,10 @@ class LabClient:
             node.create_subscription(CameraInfo, camera_info_topic, self._on_camera_info,
                                      qos_profile_sensor_data, callback_group=self._group)
         self.vision_timeout_s = vision_timeout_s
+        # A look gives up after look_timeout_s; a simulated camera is asked for a new image
+        # when none newer than the look has reached vision within recapture_after_s.
+        self.look_timeout_s = look_timeout_s
+        self.recapture_after_s = recapture_after_s
 
     def now(self) -> float:
         """Seconds on the graph's clock."""
@@ -121,11 +126,11 @@ class LabClient:
         began = time.monotonic()
         if not self._inspect.wait_for_service(timeout_sec=self.vision_timeout_s):
             return Look(False, f"no /vision/inspect service after {self.vision_timeout_s:g} s")
-        deadline = began + 60.0
+        deadline = began + self.look_timeout_s
         captured_at = -1e9
         message = ""
         while time.monotonic() < deadline:
-            if self._capture is not None and time.monotonic() - captured_at > 2.0:
+            if self._capture is not None and time.monotonic() - captured_at > self.recapture_after_s:
                 if not self._capture.wait_for_service(timeout_sec=self.server_timeout_s):
                     return Look(False, f"no camera service {self._capture.srv_name}")
                 captured_at = time.monotonic()
@@ -144,7 +149,7 @@ class LabClient:
                 return Look(True, answer.message, vials, image_width=self.image_width or 640)
             message = answer.message if answer is not None else "no answer from /vision/inspect"
             time.sleep(0.1)
-        return Look(False, f"vision: {message}")
+        return Look(False, f"vision: no fresh reading after {self.look_timeout_s:g} s: {message}")
 
     def _on_camera_info(self, msg) -> None:
         self.image_width = int(msg.width)

@@ -45,6 +45,10 @@ class PlannerNode(Node):
                           "empty where the camera streams")
         camera_info = declare(self, "camera_info_topic", "/camera/camera_info",
                               "CameraInfo of the inspected images (their width)")
+        look_timeout = declare(self, "look_timeout_s", 60.0,
+                               "an inspection fails when vision has read no fresh image by then")
+        recapture = declare(self, "recapture_after_s", 2.0,
+                            "ask the simulated camera again when no fresh image was read by then")
         self.lab = load_lab(lab_path or None)
         self.campaign = load_campaign(campaign_path or None)
         self.space = FormulationSpace.from_config(self.campaign.campaign_section)
@@ -52,7 +56,8 @@ class PlannerNode(Node):
         self.status_pub = self.create_publisher(CampaignStatus, "/campaign/status", LATCHED_QOS)
         self.experiment_pub = self.create_publisher(Experiment, "/campaign/experiments", 100)
         self.client = LabClient(self, capture_service=capture if self.vision else "",
-                                camera_info_topic=camera_info if self.vision else "")
+                                camera_info_topic=camera_info if self.vision else "",
+                                look_timeout_s=look_timeout, recapture_after_s=recapture)
         self.sleeper = GraphSleeper(self)
 
     def run(self) -> int:
