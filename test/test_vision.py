@@ -74,6 +74,32 @@ def test_synthetic_scenes_are_deterministic_and_labels_consistent():
             assert (v.fill_level > 0) == bulk
 
 
+def test_variants_add_settled_solids_and_low_fills(monkeypatch):
+    """Generator v4: some liquids and suspensions stand on a settled solid bed, some fill
+    the vial only a little; with the variants' rates at zero neither occurs."""
+    from mobile_chemist.vision import synthetic
+
+    def liquids():
+        return [v for s in range(40) for v in render_scene(s).vials
+                if v.content in (Phase.HOMOGENEOUS, Phase.HETEROGENEOUS)]
+
+    found = liquids()
+    rows = [[Row(r) for _, _, r in v.segments] for v in found]
+    settled = [r for r in rows if r[-1] == Row.SOLID]
+    assert 0.15 < len(settled) / len(found) < 0.45
+    for r in settled:  # the bed is the bottom; the liquid (or suspension) stands on it
+        assert r[-2] in (Row.LIQUID, Row.TURBID) and Row.SOLID not in r[:-1]
+    low = [v for v in found if v.fill_level < synthetic.LIQUID_FILL_RANGE[0]]
+    assert 0.04 < len(low) / len(found) < 0.35
+    assert min(v.fill_level for v in found) < 0.1  # glass floor ~0.05 + 2 % of the interior
+    monkeypatch.setitem(synthetic.VARIANTS, "low_fill", 0.0)
+    monkeypatch.setitem(synthetic.VARIANTS, "settled_solid",
+                        {Phase.HOMOGENEOUS: 0.0, Phase.HETEROGENEOUS: 0.0})
+    plain = liquids()
+    assert not any(Row(v.segments[-1][2]) == Row.SOLID for v in plain)
+    assert min(v.fill_level for v in plain) > synthetic.LIQUID_FILL_RANGE[0]
+
+
 def test_rack_of_16():
     scene = render_scene(7, n_vials=16)
     assert len(scene.vials) == 16

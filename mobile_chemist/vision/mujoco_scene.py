@@ -51,6 +51,7 @@ from mobile_chemist.vision.synthetic import (
     camera_effects,
     label_rows,
     liquid_colour,
+    variant_rng,
 )
 
 #: Angular resolution of the lathe meshes and of the label rings.
@@ -293,7 +294,7 @@ class _Vial:
     """One planned vial: its random draws, position (mm) and, once projected, labels."""
 
     def __init__(self, rng: np.random.Generator, vtype: VialType, pos_mm: np.ndarray,
-                 spec: VialSpec | None = None):
+                 spec: VialSpec | None = None, variants: np.random.Generator | None = None):
         self.vtype, self.pos = vtype, pos_mm
         self.g = GEOMETRY[vtype]
         self.slot = -1
@@ -310,7 +311,7 @@ class _Vial:
         self.cap = bool(rng.random() < 0.6)
         self.crimp = self.cap and (vtype == VialType.HEADSPACE_20ML
                                    or (vtype == VialType.GC_2ML and rng.random() < 0.4))
-        self.layers = _contents(rng, self.content)
+        self.layers = _contents(rng, self.content, variants)
 
     @property
     def cap_r(self) -> float:
@@ -611,6 +612,7 @@ def _render(seed: int, width: int = 640, height: int = 480, max_vials: int = 16,
     # A random scene draws everything from `rng`, in one fixed order; a given view keeps
     # the room apart, so that every look at one station shows the same room.
     room = rng if view is None else np.random.default_rng([view.room_seed])
+    variants = variant_rng(seed)
     if view is None:
         racks, cam = _plan(rng, width, height, max_vials, n_vials)
     else:
@@ -624,7 +626,7 @@ def _render(seed: int, width: int = 640, height: int = 480, max_vials: int = 16,
             empty = spec is None if view is not None else rng.random() < 0.1 and not n_vials
             jitter = rng.uniform(-0.03, 0.03) * r["pitch"]
             v = _Vial(rng, r["vtype"], np.array([r["x0"] + i * r["pitch"] + jitter, 0.0, r["z"]]),
-                      spec)
+                      spec, variants)
             v.rack, v.slot = r, i
             if not empty:
                 vials.append(v)

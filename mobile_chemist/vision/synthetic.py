@@ -158,16 +158,49 @@ def _half_widths(g: dict, s: float, yt: float, yb: float, ys: np.ndarray) -> np.
     return hw
 
 
-def _contents(rng: np.random.Generator, content: Phase) -> list[tuple[float, float, Row]]:
-    """Layers as (bottom, top) fractions of the interior height, bottom up, with their row."""
-    f = rng.uniform(0.12, 0.82)
-    if content == Phase.HOMOGENEOUS:
-        layers = [(0.0, f, Row.LIQUID)]
-        if rng.random() < 0.2:
+#: Bumped when the same seed draws a different scene (keys the training-crop caches).
+GENERATOR_VERSION = 4
+#: Fill (fraction of the interior height) of a single liquid or suspension, lowest to highest.
+LIQUID_FILL_RANGE = (0.12, 0.82)
+#: Generator v4's variants of a single liquid or suspension: a low fill, as a few mL in a
+#: 20 mL vial; a settled solid bed under the liquid, as a powder before sonication disperses
+#: it. Whether a vial gets one is drawn from the scene's own `variant_rng`; with all rates
+#: at zero a scene is generator v3's, draw for draw.
+LOW_FILL_RANGE = (0.02, 0.12)
+VARIANTS = {"low_fill": 0.2, "settled_solid": {Phase.HOMOGENEOUS: 0.35, Phase.HETEROGENEOUS: 0.2},
+            "settled_height": (0.03, 0.3)}
+
+
+def variant_rng(seed: int) -> np.random.Generator:
+    """The random stream of a scene's v4 variants (see VARIANTS)."""
+    return np.random.default_rng([seed, 4])
+
+
+def _contents(rng: np.random.Generator, content: Phase,
+              variants: np.random.Generator) -> list[tuple[float, float, Row]]:
+    """Layers as (bottom, top) fractions of the interior height, bottom up, with their row.
+
+    `variants` (the scene's variant_rng) draws the v4 variants of a liquid or a suspension.
+    """
+    f = rng.uniform(*LIQUID_FILL_RANGE)
+    if content in (Phase.HOMOGENEOUS, Phase.HETEROGENEOUS):
+        bulk = Row.LIQUID if content == Phase.HOMOGENEOUS else Row.TURBID
+        layers = [(0.0, f, bulk)]
+        if content == Phase.HOMOGENEOUS and rng.random() < 0.2:
             layers.append((f, min(0.95, f + rng.uniform(0.05, 0.2)), Row.RESIDUE))
-        return layers
-    if content == Phase.HETEROGENEOUS:
-        return [(0.0, f, Row.TURBID)]
+        low, settle, bed = variants.random(3)
+        top = f
+        if low < VARIANTS["low_fill"]:
+            top = LOW_FILL_RANGE[0] + (LOW_FILL_RANGE[1] - LOW_FILL_RANGE[0]) * variants.random()
+        out = [(0.0, top, bulk)]
+        if settle < VARIANTS["settled_solid"][content]:
+            lo, hi = VARIANTS["settled_height"]
+            b = lo + (hi - lo) * bed
+            out = [(0.0, b, Row.SOLID), (b, max(top, b + 0.02), bulk)]
+        if len(layers) > 1:  # the residue ring stays just above the (new) surface
+            r0 = out[-1][1]
+            out.append((r0, min(0.95, r0 + layers[1][1] - layers[1][0]), Row.RESIDUE))
+        return out
     if content == Phase.SOLID:
         f = rng.uniform(0.08, 0.5)
         layers = [(0.0, f, Row.SOLID)]
@@ -189,7 +222,8 @@ def _contents(rng: np.random.Generator, content: Phase) -> list[tuple[float, flo
 
 def _draw_vial(img: np.ndarray, rng: np.random.Generator, vtype: VialType, cx: float,
                yb: float, s: float, cap: bool, content: Phase,
-               layers: list[tuple[float, float, Row]] | None = None) -> VialTruth:
+               layers: list[tuple[float, float, Row]] | None = None,
+               variants: np.random.Generator | None = None) -> VialTruth:
     g = GEOMETRY[vtype]
     h_img, w_img = img.shape[:2]
     yt = yb - g["h"] * s
@@ -218,7 +252,7 @@ def _draw_vial(img: np.ndarray, rng: np.random.Generator, vtype: VialType, cx: f
     patch[glass] = glassy[glass]
 
     # Contents, bottom up, in fractions of the interior height.
-    layers = _contents(rng, content) if layers is None else layers
+    layers = _contents(rng, content, variants) if layers is None else layers
     inner_h = inner_bottom - yt
     rel = np.clip(dx / np.maximum(hw_in, 1e-3), 0, 1)
     shade = (0.7 + 0.3 * np.sqrt(1 - rel ** 2))[..., None]  # cylindrical shading
@@ -390,6 +424,7 @@ def render_scene(seed: int, width: int = 640, height: int = 480,
     16-vial rack); otherwise one or two racks of random size hold up to `max_vials`.
     """
     rng = np.random.default_rng(seed)
+    variants = variant_rng(seed)
     img = _background(rng, width, height)
     n_racks = 1 if rng.random() < 0.6 or n_vials else 2
     vials: list[VialTruth] = []
@@ -423,7 +458,7 @@ def render_scene(seed: int, width: int = 640, height: int = 480,
             cx = x_start + i * pitch + rng.uniform(-0.03, 0.03) * pitch
             content = CONTENT_CLASSES[rng.integers(0, len(CONTENT_CLASSES))]
             cap = bool(rng.random() < 0.6)
-            vials.append(_draw_vial(img, rng, vtype, cx, yb, s, cap, content))
+            vials.append(_draw_vial(img, rng, vtype, cx, yb, s, cap, content, variants=variants))
     out = camera_effects(img, rng)
     vials.sort(key=lambda v: (round(v.box[3] / 40), v.box[0]))
     return Scene(image=out, vials=vials, seed=seed)

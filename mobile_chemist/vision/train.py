@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from mobile_chemist.vision.synthetic import (
+    GENERATOR_VERSION,
     SEG_SEED_BASE,
     TRAIN_SEED_BASE,
     VAL_SEED_BASE,
@@ -123,7 +124,7 @@ def _cached_crops(plan: TrainPlan, renderer: str, n: int, work: Path, log=print)
     from mobile_chemist.vision.segmenter import CropSet, make_crops
 
     tag = "" if renderer == "2d" else "_mujoco"
-    suffix = f"_j{plan.seg_jitter:g}_s{plan.seed}_v3.npz"
+    suffix = f"_j{plan.seg_jitter:g}_s{plan.seed}_v{GENERATOR_VERSION}.npz"
     parts, start = [], 0
     while start < n:
         prefix = f"seg_crops{tag}_{start}-"
