@@ -1,0 +1,156 @@
+"""Vision on the simulated campaign's own racks, as the campaign's inspect steps see them.
+
+    python bench/campaign_racks.py [--racks 4] [--looks 3] [--renderers mujoco 2d]
+
+Racks of one campaign batch each (20 mL headspace vials; the controls of
+config/campaign.yaml and formulations drawn like the optimizer's candidates, solid and
+liquid amounts as the simulated dispensers put them in) are imaged by the simulated rack camera (`vision/rack_camera.py`, the settings
+of config/vision.yaml `sim_camera`) at two points of the workflow:
+
+* after the capper: solid under clear liquid, capped, except one open vial in eight;
+* after the sonicator: the solid dispersed, a turbid suspension (`heterogeneous`).
+
+Each image is read by the deployed pipeline and scored against the renderer's labels:
+vials found, caps read right, the content class read for each state, and the fill-level
+error, split at the generator's lowest liquid fill (12 % of the interior), since the
+campaign's 0.5-5 mL samples fill 20 mL vials only 2-25 %. These figures decide which
+inspections config/workflow.yaml can afford (README, "Vision checks in the campaign").
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from mobile_chemist.config import load_campaign, load_lab  # noqa: E402
+from mobile_chemist.space import FormulationSpace  # noqa: E402
+from mobile_chemist.stations import VialState  # noqa: E402
+from mobile_chemist.vision.classes import Phase  # noqa: E402
+from mobile_chemist.vision.rack_camera import RackCamera, load_sim_camera_settings  # noqa: E402
+from mobile_chemist.vision.synthetic import LIQUID_FILL_RANGE  # noqa: E402
+
+LOW = LIQUID_FILL_RANGE[0]
+
+
+def amounts_by_kind(lab) -> dict[str, str]:
+    """Component name -> "solid" or "liquid", from the dispensers that dispense it."""
+    kinds = {}
+    for station in lab.stations.values():
+        kind = {"solid_dispenser": "solid", "liquid_dispenser": "liquid"}.get(station.type)
+        if kind is None:
+            continue
+        for op in station.operations.values():
+            for name in op.vial_parameters:
+                kinds[name] = kind
+    return kinds
+
+
+def campaign_racks(n_racks: int, seed: int = 0) -> list[list[tuple[str, VialState]]]:
+    """Vial states after the dispensers, one campaign batch per rack: the campaign's
+    controls, then formulations drawn like the optimizer's candidates (half uniform on the
+    feasible grid, half sparse: most components at zero, so small volumes occur)."""
+    lab, campaign = load_lab(), load_campaign()
+    space = FormulationSpace.from_config(campaign.campaign_section)
+    kinds = amounts_by_kind(lab)
+    rng = np.random.default_rng(seed)
+    n = campaign.suggestions_per_batch
+    racks = []
+    for r in range(n_racks):
+        drawn = np.concatenate([space.sample_grid(n - n // 2, rng),
+                                space.sample_sparse_grid(n // 2, rng)])
+        formulations = ([dict(campaign.control_formulation)] * campaign.controls_per_batch
+                        + space.grid_to_formulations(drawn))
+        rack = []
+        for i, f in enumerate(formulations):
+            state = VialState(contents=dict(f))
+            state.solid_mg = sum(v for k, v in f.items() if kinds.get(k) == "solid")
+            state.liquid_ml = sum(v for k, v in f.items() if kinds.get(k) == "liquid")
+            rack.append((f"r{r}_v{i:02d}", state))
+        racks.append(rack)
+    return racks
+
+
+def after(rack, point: str, rng: np.random.Generator):
+    """The rack after the capper (one vial in eight left open) or after the sonicator."""
+    out = []
+    for vial_id, s in rack:
+        if point == "capper":
+            state = VialState(contents=s.contents, solid_mg=s.solid_mg, liquid_ml=s.liquid_ml,
+                              capped=bool(rng.random() >= 1 / 8))
+        else:
+            state = VialState(contents=s.contents, solid_mg=s.solid_mg, liquid_ml=s.liquid_ml,
+                              capped=True, dispersed=s.liquid_ml > 0)
+        out.append((vial_id, state))
+    return out
+
+
+def measure(renderer: str, racks, looks: int, seed: int) -> dict:
+    from mobile_chemist.vision.metrics import match
+
+    cfg = dataclasses.replace(load_sim_camera_settings(), renderer=renderer)
+    camera = RackCamera(cfg)
+    pipeline = None
+    rng = np.random.default_rng(seed)
+    tally: dict = {"vials": 0, "found": 0, "cap_ok": 0, "content": {}, "fill_err": {}}
+    try:
+        for k, rack in enumerate(racks):
+            for point in ("capper", "sonicator"):
+                vials = after(rack, point, rng)
+                for _ in range(looks):
+                    scene = camera.capture(vials, point)
+                    if pipeline is None:  # torch only after the first MuJoCo worker exists
+                        from mobile_chemist.vision.pipeline import VisionPipeline
+                        pipeline = VisionPipeline()
+                    dets = pipeline(scene.image)
+                    tally["vials"] += len(scene.vials)
+                    for i, j in match(dets, scene.vials):
+                        d, v = dets[i], scene.vials[j]
+                        tally["found"] += 1
+                        tally["cap_ok"] += d.cap_present == v.cap
+                        key = (point, Phase(v.content).label)
+                        tally["content"].setdefault(key, Counter())[Phase(int(d.content)).label] += 1
+                        low = f"fill {'<' if v.fill_level < LOW else '>='} {LOW:.0%}"
+                        err = abs(d.fill_level - v.fill_level) if np.isfinite(d.fill_level) else 1.0
+                        tally["fill_err"].setdefault((point, low), []).append(err)
+    finally:
+        camera.close()
+    return tally
+
+
+def report(renderer: str, t: dict) -> str:
+    lines = [f"{renderer}: {t['found']}/{t['vials']} vials found, caps right "
+             f"{t['cap_ok']}/{t['found']}"]
+    for (point, truth), got in sorted(t["content"].items()):
+        n = sum(got.values())
+        read = ", ".join(f"{c} {m / n:.0%}" for c, m in got.most_common())
+        lines.append(f"  after {point:<9} truth {truth:<13} n {n:3d}: read {read}")
+    for (point, low), errs in sorted(t["fill_err"].items()):
+        e = np.asarray(errs)
+        lines.append(f"  after {point:<9} {low:<12} n {len(e):3d}: fill error median "
+                     f"{np.median(e):.3f}, p95 {np.percentile(e, 95):.3f}")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--racks", type=int, default=4)
+    p.add_argument("--looks", type=int, default=3, help="images per rack and workflow point")
+    p.add_argument("--renderers", nargs="+", default=["mujoco", "2d"])
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args()
+    racks = campaign_racks(args.racks, args.seed)
+    for renderer in args.renderers:
+        print(report(renderer, measure(renderer, racks, args.looks, args.seed)), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
