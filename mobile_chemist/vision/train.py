@@ -62,6 +62,7 @@ def detector_data(plan: TrainPlan, data: str, work: Path = WORK, log=print) -> P
     root = work / f"det_data_{plan.det_train_images}"
     if data == "mix":
         root = root.with_name(root.name + f"_mj{plan.det_mujoco_train_images}")
+    root = root.with_name(root.name + f"_v{GENERATOR_VERSION}")
     done = root / "data.yaml"
     if done.is_file():
         return done
