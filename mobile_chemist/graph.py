@@ -52,7 +52,8 @@ def station_server_node(lab_config: str = "", seed: int = 0, camera: bool = True
 def vision_node(image_topic: str = CAMERA_TOPIC) -> NodeSpec:
     """The vision node on the camera's images; in the campaign it runs when the planner
     inspects (rate 0), not on every frame."""
-    return NodeSpec("vision", "vision", {"image_topic": image_topic, "rate_hz": 0.0})
+    return NodeSpec("vision", "vision", {"image_topic": image_topic, "rate_hz": 0.0,
+                                         "image_reliable": True})
 
 
 def physics_lab_graph(*, lab_config: str = "", real_time_factor: float = 0.0, seed: int = 0,

@@ -202,6 +202,32 @@ def test_missing_model_is_reported_and_the_node_keeps_running(tmp_path):
         ctx.shutdown()
 
 
+def test_on_demand_images_are_reliable_end_to_end():
+    """The campaign's camera publishes reliably and its vision node subscribes reliably (a
+    best-effort frame of ~1 MB is often lost on a busy machine); by default the node keeps
+    sensor-data QoS, which a best-effort camera driver needs."""
+    from rclpy.parameter import Parameter
+    from rclpy.qos import ReliabilityPolicy
+
+    from mobile_chemist.graph import vision_node
+    from mobile_chemist.ros.vision_node import VisionNode
+
+    assert vision_node().parameters["image_reliable"] is True
+    ctx = rclpy.Context()
+    ctx.init()
+    try:
+        for reliable, policy in ((True, ReliabilityPolicy.RELIABLE),
+                                 (False, ReliabilityPolicy.BEST_EFFORT)):
+            node = VisionNode(pipeline=object(), context=ctx, parameter_overrides=[
+                Parameter("image_topic", value=f"/qos_test_{reliable}"),
+                Parameter("image_reliable", value=reliable), Parameter("rate_hz", value=0.0)])
+            info = node.get_subscriptions_info_by_topic(f"/qos_test_{reliable}")
+            assert [i.qos_profile.reliability for i in info] == [policy]
+            node.destroy_node()
+    finally:
+        ctx.shutdown()
+
+
 def test_look_asks_the_camera_again_and_gives_up_after_its_timeout():
     """LabClient.look: a new capture every recapture_after_s until vision reads an image
     newer than the look, and a failed Look (not a hang) after look_timeout_s."""

@@ -21,14 +21,14 @@ from std_msgs.msg import Header
 from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.node import Node
-from rclpy.qos import qos_profile_sensor_data
 
 from mobile_chemist.action import ExecuteOperation
 from mobile_chemist.config import load_lab
 from mobile_chemist.ledger import RequestLedger, UnknownRequest
 from mobile_chemist.msg import VialOutcome
-from mobile_chemist.ros.common import (end_goal, spin_node, GraphSleeper, declare, from_named_values, now_s,
-                                       to_named_values, to_time_msg)
+from mobile_chemist.ros.common import (ON_DEMAND_IMAGE_QOS, GraphSleeper, declare, end_goal,
+                                       from_named_values, now_s, spin_node, to_named_values,
+                                       to_time_msg)
 from mobile_chemist.stations import (GoalRejected, OperationGoal, OperationResult,
                                      SimulatedLab, StationError, make_driver, validate_goal)
 
@@ -79,9 +79,10 @@ class StationServerNode(Node):
 
         self.camera = RackCamera(load_sim_camera_settings(vision_config or None))
         self._image_type, self._info_type = Image, CameraInfo
-        self.image_pub = self.create_publisher(Image, topic, qos_profile_sensor_data)
+        # Reliable: a reliable publisher serves best-effort subscribers too.
+        self.image_pub = self.create_publisher(Image, topic, ON_DEMAND_IMAGE_QOS)
         info_topic = topic.rsplit("/", 1)[0] + "/camera_info"
-        self.info_pub = self.create_publisher(CameraInfo, info_topic, qos_profile_sensor_data)
+        self.info_pub = self.create_publisher(CameraInfo, info_topic, ON_DEMAND_IMAGE_QOS)
         self.lab_state = self.create_client(GetLabState, "/robot/lab_state", callback_group=group)
         self._lab_state_request = GetLabState.Request
         self.create_service(Trigger, "/sim_camera/capture", self._capture, callback_group=group)

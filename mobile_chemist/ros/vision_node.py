@@ -22,7 +22,7 @@ from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 
 from mobile_chemist.msg import VialDetection, VialDetections, VialPhase
-from mobile_chemist.ros.common import declare, spin_node
+from mobile_chemist.ros.common import ON_DEMAND_IMAGE_QOS, declare, spin_node
 from mobile_chemist.srv import InspectVials
 from mobile_chemist.vision.pipeline import (
     Detection,
@@ -107,6 +107,9 @@ class VisionNode(Node):
                                       "warn when no image arrived for this long")
         self.model_retry_s = declare(self, "model_retry_s", 10.0,
                                      "look again for missing models this often")
+        reliable = declare(self, "image_reliable", False,
+                           "subscribe reliably (images taken on demand, none may be lost); "
+                           "false = sensor-data QoS, which also matches best-effort cameras")
         self.pub = self.create_publisher(VialDetections, "/vision/detections", 10)
         # Reliable, depth 1: matches RViz's default (reliable) and best-effort subscribers,
         # and large frames are not silently lost as best-effort fragments.
@@ -123,7 +126,8 @@ class VisionNode(Node):
         if self.pipeline is None:
             self._load_pipeline()
         group = ReentrantCallbackGroup()
-        self.create_subscription(Image, topic, self._on_image, qos_profile_sensor_data,
+        self.create_subscription(Image, topic, self._on_image,
+                                 ON_DEMAND_IMAGE_QOS if reliable else qos_profile_sensor_data,
                                  callback_group=group)
         if rate > 0:
             self.create_timer(1.0 / rate, self._tick,
