@@ -1,6 +1,6 @@
 """Phase segmenter alone on validation scenes (ground-truth boxes), as models/README.md quotes.
 
-    python bench/segmenter_validation.py [WEIGHTS ...] [--scenes 60]
+    python bench/segmenter_validation.py [WEIGHTS ...] [--scenes 60] [--details]
 
 Prints phase (content class) accuracy, fill-level error p95 and vial-type accuracy per
 generator, with and without mirror-image averaging. Validation seeds (5 000 000 up) are
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -18,8 +19,24 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from mobile_chemist.vision.classes import Phase  # noqa: E402
 from mobile_chemist.vision.scenes import iter_scenes  # noqa: E402
 from mobile_chemist.vision.synthetic import VAL_SEED_BASE  # noqa: E402
+
+
+def _details(name: str, ok: np.ndarray, fill: np.ndarray, pairs: list, heights: np.ndarray) -> str:
+    lines = [f"  {name}: commonest confusions (truth -> read: vials, median fill error)"]
+    wrong = Counter(p for p, good in zip(pairs, ok) if not good)
+    for (truth, read), n in wrong.most_common(5):
+        errs = [f for p, f in zip(pairs, fill) if p == (truth, read)]
+        lines.append(f"    {truth} -> {read}: {n}, {np.median(errs):.3f}")
+    for lo, hi in ((0, 60), (60, 100), (100, 1e9)):
+        sel = (heights >= lo) & (heights < hi)
+        if sel.any():
+            label = f"{lo}-{hi:.0f} px" if hi < 1e9 else f">= {lo} px"
+            lines.append(f"    vials {label} tall: {sel.sum()}, phase {ok[sel].mean():.3f}, "
+                         f"fill p95 {np.percentile(fill[sel], 95):.3f}")
+    return "\n".join(lines)
 
 
 def main() -> int:
@@ -27,25 +44,37 @@ def main() -> int:
     p.add_argument("weights", nargs="*", default=[str(REPO / "models" / "phase_segmenter.pt")])
     p.add_argument("--scenes", type=int, default=60)
     p.add_argument("--head-weight", type=float, default=30.0)
+    p.add_argument("--details", action="store_true",
+                   help="also the commonest confusions (with their fill error) and the "
+                        "figures by vial height, with flip averaging")
     args = p.parse_args()
     seeds = range(VAL_SEED_BASE, VAL_SEED_BASE + args.scenes)
     sets = {r: list(iter_scenes(seeds, r, workers=2)) for r in ("2d", "mujoco")}
     from mobile_chemist.vision.segmenter import Segmenter  # torch after MuJoCo's workers
 
+    details: list[str] = []
     for weights in args.weights:
         for flip in (False, True):
             seg = Segmenter(weights, head_weight=args.head_weight, flip_average=flip)
             parts = []
             for name, scenes in sets.items():
-                ok, fill, typ = [], [], []
+                ok, fill, typ, pairs, heights = [], [], [], [], []
                 for sc in scenes:
                     for v, r in zip(sc.vials, seg.read(sc.image, [v.box for v in sc.vials])):
                         ok.append(int(r.content) == v.content)
                         fill.append(abs(r.fill_level - v.fill_level))
                         typ.append(int(r.vial_type) == v.vial_type)
+                        pairs.append((Phase(v.content).label, Phase(int(r.content)).label))
+                        heights.append(v.box[3] - v.box[1])
                 parts.append(f"{name}: phase {np.mean(ok):.3f} fill p95 "
                              f"{np.percentile(fill, 95):.3f} type {np.mean(typ):.3f}")
+                if args.details and flip:
+                    details.append(_details(name, np.array(ok), np.array(fill), pairs,
+                                            np.array(heights)))
             print(f"{Path(weights).name} {'flip' if flip else 'plain'}  " + " | ".join(parts))
+            for text in details:
+                print(text)
+            details.clear()
     return 0
 
 
