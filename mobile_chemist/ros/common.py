@@ -17,8 +17,8 @@ from mobile_chemist.msg import NamedValue
 LATCHED_QOS = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL,
                          reliability=ReliabilityPolicy.RELIABLE)
 #: Images taken on demand: every one must arrive. A ~1 MB frame sent best effort travels
-#: as many fragments, and on a busy machine about half the frames were lost (measured over
-#: loopback with the campaign running), each costing the planner a new capture.
+#: as many fragments; with both cores busy, 13 of 30 such frames arrived over loopback (30
+#: of 30 reliable), and each lost one cost the planner a new capture.
 ON_DEMAND_IMAGE_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)
 
 

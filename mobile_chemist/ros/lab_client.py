@@ -130,7 +130,8 @@ class LabClient:
         captured_at = -1e9
         message = ""
         while time.monotonic() < deadline:
-            if self._capture is not None and time.monotonic() - captured_at > self.recapture_after_s:
+            stale = time.monotonic() - captured_at > self.recapture_after_s
+            if self._capture is not None and stale:
                 if not self._capture.wait_for_service(timeout_sec=self.server_timeout_s):
                     return Look(False, f"no camera service {self._capture.srv_name}")
                 captured_at = time.monotonic()

@@ -29,7 +29,6 @@ from mobile_chemist.vision.scenes import RENDERERS
 from mobile_chemist.vision.synthetic import RackView, Scene, VialSpec, render_rack
 
 
-
 @dataclass(frozen=True)
 class SimCameraSettings:
     """config/vision.yaml `sim_camera`: what the simulated rack camera renders, and how."""
