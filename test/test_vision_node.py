@@ -256,11 +256,14 @@ def test_look_asks_the_camera_again_and_gives_up_after_its_timeout():
 
     ex = MultiThreadedExecutor(context=ctx)
     try:
+        # Names of this test's own: the module's vision node (vision_graph) may still serve
+        # /vision/inspect, and a client takes whichever server answers first.
         camera = Node("fake_camera_and_vision", context=ctx)
-        camera.create_service(Trigger, "/sim_camera/capture", capture)
-        camera.create_service(InspectVials, "/vision/inspect", inspect)
-        planner = Node("look_test_planner", context=ctx)
-        client = LabClient(planner, capture_service="/sim_camera/capture",
+        camera.create_service(Trigger, "/look_test/capture", capture)
+        camera.create_service(InspectVials, "/look_test/inspect", inspect)
+        planner = Node("look_test_planner", context=ctx, cli_args=[
+            "--ros-args", "-r", "/vision/inspect:=/look_test/inspect"])
+        client = LabClient(planner, capture_service="/look_test/capture",
                            look_timeout_s=1.5, recapture_after_s=0.4)
         for n in (camera, planner):
             ex.add_node(n)
