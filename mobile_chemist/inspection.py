@@ -108,7 +108,7 @@ def assign_slots(vials: Sequence[SeenVial], n_slots: int, image_width: float) ->
     index = [round((x - xs[0]) / pitch) for x in xs]
     span = index[-1]
     if span > n_slots - 1:
-        # More positions than slots (false detections): keep the most confident that fit.
+        # More positions than slots (false detections or a wrong pitch): trust none.
         return {}
     offsets = range(0, n_slots - span)
     centre = image_width / 2
