@@ -144,3 +144,22 @@ def test_scene_stream_of_2d_scenes_is_the_same_from_workers():
     assert [s.seed for s in pooled] == [4, 1, 7]
     assert all(np.array_equal(a.image, b.image) and a.vials == b.vials
                for a, b in zip(inline, pooled))
+
+
+def test_a_suspension_is_drawn_as_a_liquid_and_a_powder_is_not():
+    """Generator v5: a suspension (turbid) has a liquid's meniscus band and gloss; a powder
+    has neither, so the camera has the cues it has in a real vial."""
+    from mobile_chemist.vision.classes import VialType
+    from mobile_chemist.vision.synthetic import VialSpec
+
+    def drawn(row):
+        world = mujoco_scene._World()
+        spec = VialSpec(cap=False, layers=((0.0, 0.5, int(row)),), appearance_seed=1)
+        vial = mujoco_scene._Vial(None, VialType.VIAL_4ML, np.zeros(3), spec)
+        mujoco_scene._add_vial(world, np.random.default_rng(0), vial, "glass")
+        return world
+
+    liquid, turbid, solid = (drawn(r) for r in (Row.LIQUID, Row.TURBID, Row.SOLID))
+    assert len(turbid.geoms) == len(liquid.geoms) == len(solid.geoms) + 1  # the meniscus
+    glossy = [m for m in turbid.assets if "<material" in m and 'specular="0.5"' in m]
+    assert glossy and not any('specular="0.5"' in m for m in solid.assets)

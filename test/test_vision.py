@@ -76,7 +76,8 @@ def test_synthetic_scenes_are_deterministic_and_labels_consistent():
 
 def test_variants_add_settled_solids_and_low_fills(monkeypatch):
     """Generator v4: some liquids and suspensions stand on a settled solid bed, some fill
-    the vial only a little; with the variants' rates at zero neither occurs."""
+    the vial only a little; with the variants' rates at zero neither occurs. v5: the liquid
+    over a bed is at least MIN_LAYER deep."""
     from mobile_chemist.vision import synthetic
 
     def liquids():
@@ -92,6 +93,12 @@ def test_variants_add_settled_solids_and_low_fills(monkeypatch):
     low = [v for v in found if v.fill_level < synthetic.LIQUID_FILL_RANGE[0]]
     assert 0.04 < len(low) / len(found) < 0.35
     assert min(v.fill_level for v in found) < 0.1  # glass floor ~0.05 + 2 % of the interior
+    # A liquid over a bed is deep enough to be seen (v5), low fill or not.
+    rng, var = np.random.default_rng(0), np.random.default_rng(1)
+    over_bed = [layers[1] for layers in (synthetic._contents(rng, Phase.HOMOGENEOUS, var)
+                                         for _ in range(500)) if layers[0][2] == Row.SOLID]
+    assert len(over_bed) > 100
+    assert min(hi - lo for lo, hi, _ in over_bed) >= synthetic.MIN_LAYER - 1e-9
     monkeypatch.setitem(synthetic.VARIANTS, "low_fill", 0.0)
     monkeypatch.setitem(synthetic.VARIANTS, "settled_solid",
                         {Phase.HOMOGENEOUS: 0.0, Phase.HETEROGENEOUS: 0.0})

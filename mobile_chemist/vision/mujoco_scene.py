@@ -434,20 +434,24 @@ def _add_vial(world: _World, rng: np.random.Generator, v: _Vial, glass_mat: str)
             zs = np.unique(np.concatenate([np.linspace(z_lo, 0.35 * g["d"], 8), zs]))
         inset = 0.15 if row == Row.RESIDUE else 0.0
         prof = [(float(z), float(r) - inset) for z, r in zip(zs, _inner_radius(g, zs))]
-        if row in (Row.LIQUID, Row.LIQUID_UPPER, Row.LIQUID_LOWER):
-            colour, alpha = liquid_colour(rng, prev_colour)
-            prev_colour = colour
-            mat = world.material([*_rgb(colour), alpha], specular=0.5, shininess=0.6)
+        if row in (Row.LIQUID, Row.LIQUID_UPPER, Row.LIQUID_LOWER, Row.TURBID):
+            if row == Row.TURBID:
+                # A suspension is still a liquid: wet gloss and a meniscus, which a powder
+                # (matte, no meniscus) lacks; its particles make it cloudy, not grainy.
+                colour = _colour(rng, sat=(0.0, 0.6), val=(0.45, 1.0))
+                alpha = rng.uniform(0.75, 0.98)
+                mat = world.material([1, 1, 1, alpha], world.texture(_tex_turbid(rng, colour)),
+                                     specular=0.5, shininess=0.6)
+            else:
+                colour, alpha = liquid_colour(rng, prev_colour)
+                prev_colour = colour
+                mat = world.material([*_rgb(colour), alpha], specular=0.5, shininess=0.6)
             # A meniscus: a thin, darker band of the same liquid just under the surface.
             band = min(0.6, (z_hi - z_lo) * 0.3)
             men = [(z_hi - band, r) for r in _inner_radius(g, np.array([z_hi - band]))]
             men += [(z_hi, float(_inner_radius(g, np.array([z_hi]))[0]) + 0.05)]
             dark = world.material([*(_rgb(colour) * rng.uniform(0.4, 0.7)), min(1.0, alpha + 0.2)])
             world.geom(type="mesh", mesh=world.mesh(_lathe(men, False, False, 10)), material=dark, pos=pos)
-        elif row == Row.TURBID:
-            colour = _colour(rng, sat=(0.0, 0.6), val=(0.45, 1.0))
-            alpha = rng.uniform(0.75, 0.98)
-            mat = world.material([1, 1, 1, alpha], world.texture(_tex_turbid(rng, colour)), specular=0.2)
         elif row == Row.SOLID:
             colour = _colour(rng, sat=(0.0, 0.7), val=(0.2, 1.0))
             mat = world.material([1, 1, 1, 1], world.texture(_tex_solid(rng, colour)), specular=0.05,

@@ -159,7 +159,9 @@ def _half_widths(g: dict, s: float, yt: float, yb: float, ys: np.ndarray) -> np.
 
 
 #: Bumped when the same seed draws a different scene (keys the training-crop caches).
-GENERATOR_VERSION = 4
+#: v4: the VARIANTS below. v5: MuJoCo suspensions have a liquid's gloss and meniscus; a
+#: liquid over a settled bed is at least MIN_LAYER deep.
+GENERATOR_VERSION = 5
 #: Fill (fraction of the interior height) of a single liquid or suspension, lowest to highest.
 LIQUID_FILL_RANGE = (0.12, 0.82)
 #: Generator v4's variants of a single liquid or suspension: a low fill, as a few mL in a
@@ -167,6 +169,8 @@ LIQUID_FILL_RANGE = (0.12, 0.82)
 #: it. Whether a vial gets one is drawn from the scene's own `variant_rng`; with all rates
 #: at zero a scene is generator v3's, draw for draw.
 LOW_FILL_RANGE = (0.02, 0.12)
+#: The thinnest liquid layer drawn over a settled bed (fraction of the interior height).
+MIN_LAYER = 0.05
 VARIANTS = {"low_fill": 0.2, "settled_solid": {Phase.HOMOGENEOUS: 0.35, Phase.HETEROGENEOUS: 0.2},
             "settled_height": (0.03, 0.3)}
 
@@ -196,7 +200,9 @@ def _contents(rng: np.random.Generator, content: Phase,
         if settle < VARIANTS["settled_solid"][content]:
             lo, hi = VARIANTS["settled_height"]
             b = lo + (hi - lo) * bed
-            out = [(0.0, b, Row.SOLID), (b, max(top, b + 0.02), bulk)]
+            # At least MIN_LAYER of liquid stands above the bed: a thinner film is not a
+            # layer any camera resolves, and the label would name what cannot be seen.
+            out = [(0.0, b, Row.SOLID), (b, max(top, b + MIN_LAYER), bulk)]
         if len(layers) > 1:  # the residue ring stays just above the (new) surface
             r0 = out[-1][1]
             out.append((r0, min(0.95, r0 + layers[1][1] - layers[1][0]), Row.RESIDUE))
