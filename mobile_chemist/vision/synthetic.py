@@ -167,7 +167,7 @@ LIQUID_FILL_RANGE = (0.12, 0.82)
 #: Generator v4's variants of a single liquid or suspension: a low fill, as a few mL in a
 #: 20 mL vial; a settled solid bed under the liquid, as a powder before sonication disperses
 #: it. Whether a vial gets one is drawn from the scene's own `variant_rng`; with all rates
-#: at zero a scene is generator v3's, draw for draw.
+#: at zero a 2-D scene is generator v3's, draw for draw.
 LOW_FILL_RANGE = (0.02, 0.12)
 #: The thinnest liquid layer drawn over a settled bed (fraction of the interior height).
 MIN_LAYER = 0.05
