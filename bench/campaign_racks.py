@@ -1,6 +1,6 @@
 """Vision on the simulated campaign's own racks, as the campaign's inspect steps see them.
 
-    python bench/campaign_racks.py [--racks 4] [--looks 3] [--renderers mujoco 2d]
+    python bench/campaign_racks.py [--racks 4] [--looks 3] [--renderers mujoco 2d] [--worst N]
 
 Racks of one campaign batch each (20 mL headspace vials; the controls of
 config/campaign.yaml and formulations drawn like the optimizer's candidates, solid and
@@ -103,7 +103,7 @@ def measure(renderer: str, racks, looks: int, seed: int) -> dict:
     pipeline = None
     rng = np.random.default_rng(seed)
     tally: dict = {"vials": 0, "found": 0, "cap_ok": 0, "content": {}, "fill_err": {},
-                   "solid_seen": {}}
+                   "solid_seen": {}, "readings": []}
     try:
         for k, rack in enumerate(racks):
             for point in ("capper", "sonicator"):
@@ -130,12 +130,14 @@ def measure(renderer: str, racks, looks: int, seed: int) -> dict:
                         low = f"liquid {'<' if ml < SMALL_ML else '>='} {SMALL_ML:g} mL"
                         err = abs(d.fill_level - v.fill_level) if np.isfinite(d.fill_level) else 1.0
                         tally["fill_err"].setdefault((point, low), []).append(err)
+                        tally["readings"].append((err, point, vials[scene.slots[j]][0], ml,
+                                                  v.fill_level, d.fill_level, read.label))
     finally:
         camera.close()
     return tally
 
 
-def report(renderer: str, t: dict) -> str:
+def report(renderer: str, t: dict, worst: int = 0) -> str:
     lines = [f"{renderer}: {t['found']}/{t['vials']} vials found, caps right "
              f"{t['cap_ok']}/{t['found']}"]
     for (point, truth), got in sorted(t["content"].items()):
@@ -150,6 +152,12 @@ def report(renderer: str, t: dict) -> str:
         e = np.asarray(errs)
         lines.append(f"  after {point:<9} {low:<12} n {len(e):3d}: fill error median "
                      f"{np.median(e):.3f}, p95 {np.percentile(e, 95):.3f}")
+    if worst:
+        lines.append(f"  the {worst} largest fill errors (one line per look):")
+    for err, point, vial_id, ml, truth, read, content in sorted(t["readings"],
+                                                                reverse=True)[:worst]:
+        lines.append(f"    after {point:<9} {vial_id} {ml:.2f} mL: fill {truth:.3f} read "
+                     f"{read:.3f} (error {err:.3f}) as {content}")
     return "\n".join(lines)
 
 
@@ -159,10 +167,13 @@ def main() -> int:
     p.add_argument("--looks", type=int, default=3, help="images per rack and workflow point")
     p.add_argument("--renderers", nargs="+", default=["mujoco", "2d"])
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--worst", type=int, default=0, metavar="N",
+                   help="also list the N looks with the largest fill-level error")
     args = p.parse_args()
     racks = campaign_racks(args.racks, args.seed)
     for renderer in args.renderers:
-        print(report(renderer, measure(renderer, racks, args.looks, args.seed)), flush=True)
+        print(report(renderer, measure(renderer, racks, args.looks, args.seed), args.worst),
+              flush=True)
     return 0
 
 

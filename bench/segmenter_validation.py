@@ -1,10 +1,12 @@
 """Phase segmenter alone on validation scenes (ground-truth boxes), as models/README.md quotes.
 
-    python bench/segmenter_validation.py [WEIGHTS ...] [--scenes 60] [--details]
+    python bench/segmenter_validation.py [WEIGHTS ...] [--scenes 60] [--details] [--held-out]
 
 Prints phase (content class) accuracy, fill-level error p95 and vial-type accuracy per
 generator, with and without mirror-image averaging. Validation seeds (5 000 000 up) are
-used for model choices; the held-out set stays for bench/vision.py.
+used for model choices; the held-out set stays for bench/vision.py. `--held-out` reads
+bench/vision.py's held-out scenes on ground-truth boxes instead, to tell the segmenter's
+misses from the detector's (a diagnosis, never a model choice).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ sys.path.insert(0, str(REPO))
 
 from mobile_chemist.vision.classes import Phase  # noqa: E402
 from mobile_chemist.vision.scenes import iter_scenes  # noqa: E402
-from mobile_chemist.vision.synthetic import VAL_SEED_BASE  # noqa: E402
+from mobile_chemist.vision.synthetic import EVAL_SEED_BASE, VAL_SEED_BASE  # noqa: E402
 
 
 def _details(name: str, ok: np.ndarray, fill: np.ndarray, pairs: list, heights: np.ndarray) -> str:
@@ -30,7 +32,7 @@ def _details(name: str, ok: np.ndarray, fill: np.ndarray, pairs: list, heights: 
     for (truth, read), n in wrong.most_common(5):
         errs = [f for p, f in zip(pairs, fill) if p == (truth, read)]
         lines.append(f"    {truth} -> {read}: {n}, {np.median(errs):.3f}")
-    for lo, hi in ((0, 60), (60, 100), (100, 1e9)):
+    for lo, hi in ((0, 40), (40, 60), (60, 100), (100, 1e9)):
         sel = (heights >= lo) & (heights < hi)
         if sel.any():
             label = f"{lo}-{hi:.0f} px" if hi < 1e9 else f">= {lo} px"
@@ -47,8 +49,11 @@ def main() -> int:
     p.add_argument("--details", action="store_true",
                    help="also the commonest confusions (with their fill error) and the "
                         "figures by vial height, with flip averaging")
+    p.add_argument("--held-out", action="store_true",
+                   help="bench/vision.py's held-out scenes (10 000 000 up) instead")
     args = p.parse_args()
-    seeds = range(VAL_SEED_BASE, VAL_SEED_BASE + args.scenes)
+    base = EVAL_SEED_BASE if args.held_out else VAL_SEED_BASE
+    seeds = range(base, base + args.scenes)
     sets = {r: list(iter_scenes(seeds, r, workers=2)) for r in ("2d", "mujoco")}
     from mobile_chemist.vision.segmenter import Segmenter  # torch after MuJoCo's workers
 
