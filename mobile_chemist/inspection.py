@@ -3,8 +3,8 @@
 An inspection takes one or more looks (an image each, read by the vision node) at the rack
 at a station. Each look's vials are matched to the rack's slots by their position in the
 image, and every slot that holds a vial still in the experiment is judged against the
-step's expectation. Vision is not perfect (cap accuracy about 0.98, content class about
-0.87 on MuJoCo renders), so one look never fails a vial: a vial fails when `confirm` looks
+step's expectation. Vision is not perfect (cap accuracy about 0.99, content class about
+0.89 on MuJoCo renders), so one look never fails a vial: a vial fails when `confirm` looks
 saw it miss the expectation and more looks saw it fail than pass; the inspection looks
 again (a fresh image) until every vial is settled, up to `looks` images. A vial that no
 look could see is recorded as unverified (kept), or failed when the step says so.
