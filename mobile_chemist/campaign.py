@@ -23,13 +23,14 @@ nothing in the lab, so one interrupted mid-way is simply done again. A runner bu
 from __future__ import annotations
 
 import math
+import statistics
 import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Callable, Mapping, Protocol, Sequence
 
 from mobile_chemist.config import CampaignConfig, LabConfig
-from mobile_chemist.database import CampaignDatabase, ExperimentRecord
+from mobile_chemist.database import CampaignDatabase, ExperimentRecord, StepRecord
 from mobile_chemist.inspection import Inspection, Look
 from mobile_chemist.stations import VialResult
 from mobile_chemist.workflow import (ExecuteStep, InspectStep, NavigateStep, TransferStep,
@@ -108,6 +109,24 @@ class CampaignSummary:
 
 def _per_day(n: int, seconds: float) -> float:
     return n / (seconds / 86400) if seconds > 0 else 0.0
+
+
+def wall_time_by_kind(steps: Sequence[StepRecord]) -> dict[str, tuple[int, float, float]]:
+    """Wall-clock seconds per step kind as (steps, median, total), where the sim clock hides
+    them: a step lasts from its dispatch to the next dispatch in its batch. The last step of
+    a batch is not counted, and a campaign resumed mid-batch counts the pause in the step
+    before it; steps recorded without a dispatch time are left out."""
+    by_batch: dict[int, list[StepRecord]] = {}
+    for step in steps:
+        if step.dispatched_wall > 0:
+            by_batch.setdefault(step.batch, []).append(step)
+    durations: dict[str, list[float]] = {}
+    for batch_steps in by_batch.values():
+        batch_steps.sort(key=lambda s: s.dispatched_wall)
+        for step, following in zip(batch_steps, batch_steps[1:]):
+            durations.setdefault(step.kind, []).append(
+                following.dispatched_wall - step.dispatched_wall)
+    return {kind: (len(d), statistics.median(d), sum(d)) for kind, d in sorted(durations.items())}
 
 
 def summarize(db: CampaignDatabase, campaign: CampaignConfig, total: int | None = None,

@@ -65,7 +65,7 @@ def _campaign(args) -> int:
 
 
 def _report(args) -> int:
-    from mobile_chemist.campaign import summarize
+    from mobile_chemist.campaign import summarize, wall_time_by_kind
     from mobile_chemist.config import load_campaign
     from mobile_chemist.database import CampaignDatabase
 
@@ -84,6 +84,11 @@ def _report(args) -> int:
               f"{max(done) if done else float('nan'):>8.3f} "
               f"{sum(ctrl) / len(ctrl) if ctrl else float('nan'):>9.3f}")
     print(summarize(db, campaign).format(campaign.objective).split("; wall time")[0])
+    walls = wall_time_by_kind(db.steps())
+    if walls:
+        print("wall time by step kind (dispatch to the next dispatch in the batch): " + "; ".join(
+            f"{kind} {n} steps, median {median:.1f} s, {total:.0f} s in all"
+            for kind, (n, median, total) in walls.items()))
     return 0
 
 

@@ -43,3 +43,24 @@ def test_refuses_duplicates_and_non_finite_values(tmp_path):
     db.set_batch_status(0, "running")
     with pytest.raises(ValueError, match="not finite"):
         db.complete_experiment(1, math.inf, {})
+
+
+def test_wall_time_by_step_kind_runs_from_dispatch_to_the_next_dispatch(tmp_path):
+    from mobile_chemist.campaign import wall_time_by_kind
+
+    db = CampaignDatabase(tmp_path / "c.db")
+    for batch, walls in ((0, [100.0, 101.5, 111.5, 112.0]), (1, [200.0, 203.0, 213.0])):
+        db.add_batch(batch, f"r{batch}", [(f"v{batch}", False, {"P10": 1.0})])
+        kinds = ["inspect", "execute", "inspect", "execute"]
+        # Dispatched out of id order in batch 1: the dispatch times decide the order.
+        order = range(len(walls)) if batch == 0 else reversed(range(len(walls)))
+        for i in order:
+            db.start_step(batch, i, 0, f"b{batch}/s{i}", kinds[i], "capper", "op", {}, 0.0, {},
+                          dispatched_wall=walls[i])
+    db.start_step(1, 9, 0, "old", "inspect", "capper", "op", {}, 0.0, {})  # no dispatch time
+    walls = wall_time_by_kind(db.steps())
+    # inspect: 1.5 (b0 s0), 0.5 (b0 s2), 3.0 (b1 s0); execute: 10 (b0 s1), 10 (b1 s1);
+    # the last step of each batch has no end.
+    assert walls["inspect"] == (3, 1.5, 5.0)
+    assert walls["execute"] == (2, 10.0, 20.0)
+    assert set(walls) == {"inspect", "execute"}
