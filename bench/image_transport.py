@@ -28,20 +28,24 @@ def _spin_cpu(stop) -> None:
         sum(i * i for i in range(10_000))
 
 
+def _qos(reliable: bool):
+    from rclpy.qos import qos_profile_sensor_data
+
+    from mobile_chemist.ros.common import ON_DEMAND_IMAGE_QOS
+
+    return ON_DEMAND_IMAGE_QOS if reliable else qos_profile_sensor_data
+
+
 def _count(topic: str, reliable: bool, expected: int, result, ready) -> None:
     """Subscriber process: counts frames until `expected` arrived or 5 s of silence after
     the first (30 s for the first, while discovery matches the publisher)."""
     import rclpy
-    from rclpy.qos import qos_profile_sensor_data
     from sensor_msgs.msg import Image
-
-    from mobile_chemist.ros.common import ON_DEMAND_IMAGE_QOS
 
     rclpy.init()
     node = rclpy.create_node("image_transport_counter")
     got = []
-    node.create_subscription(Image, topic, got.append,
-                             ON_DEMAND_IMAGE_QOS if reliable else qos_profile_sensor_data)
+    node.create_subscription(Image, topic, got.append, _qos(reliable))
     ready.set()
     last = time.monotonic() + 25.0
     while len(got) < expected and time.monotonic() - last < 5.0:
@@ -57,10 +61,7 @@ def _count(topic: str, reliable: bool, expected: int, result, ready) -> None:
 def run(frames: int, reliable: bool) -> int:
     import numpy as np
     import rclpy
-    from rclpy.qos import qos_profile_sensor_data
     from sensor_msgs.msg import Image
-
-    from mobile_chemist.ros.common import ON_DEMAND_IMAGE_QOS
 
     topic = f"/image_transport_bench/{'reliable' if reliable else 'best_effort'}"
     ctx = multiprocessing.get_context("spawn")
@@ -69,8 +70,7 @@ def run(frames: int, reliable: bool) -> int:
     counter.start()
     rclpy.init()
     node = rclpy.create_node("image_transport_publisher")
-    pub = node.create_publisher(Image, topic,
-                                ON_DEMAND_IMAGE_QOS if reliable else qos_profile_sensor_data)
+    pub = node.create_publisher(Image, topic, _qos(reliable))
     ready.wait(30)
     deadline = time.monotonic() + 30
     while pub.get_subscription_count() == 0 and time.monotonic() < deadline:
