@@ -67,8 +67,7 @@ def campaign_racks(n_racks: int, seed: int = 0) -> list[list[tuple[str, VialStat
     n = campaign.suggestions_per_batch
     racks = []
     for r in range(n_racks):
-        drawn = np.concatenate([space.sample_grid(n - n // 2, rng),
-                                space.sample_sparse_grid(n // 2, rng)])
+        drawn = space.sample_candidates_grid(n, rng)
         formulations = ([dict(campaign.control_formulation)] * campaign.controls_per_batch
                         + space.grid_to_formulations(drawn))
         rack = []

@@ -593,9 +593,7 @@ class BatchBayesianOptimizer:
     def _candidates(self, post: _Posterior, rng: np.random.Generator,
                     observed: set[bytes]) -> np.ndarray:
         sp = self.space
-        half = self.n_candidates // 2
-        parts = [sp.sample_grid(self.n_candidates - half, rng),
-                 sp.sample_sparse_grid(half, rng)]
+        parts = [sp.sample_candidates_grid(self.n_candidates, rng)]
         if self.n_local > 0:
             # incumbents: distinct observed points with the highest posterior mean
             Gu, first = np.unique(self._G, axis=0, return_index=True)

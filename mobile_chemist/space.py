@@ -655,6 +655,14 @@ class FormulationSpace:
         """(n, d) amounts: :meth:`sample_sparse_grid` (points on faces of the constraints)."""
         return self._amounts(self.sample_sparse_grid(n, rng))
 
+    def sample_candidates_grid(self, n: int, rng: Any = None) -> np.ndarray:
+        """n grid points as the optimizer draws its candidates: the first n - n // 2 from
+        :meth:`sample_grid`, the rest from :meth:`sample_sparse_grid` (uniform points seldom
+        leave a component at zero; an optimum often does)."""
+        rng = _rng(rng)
+        n = int(n)
+        return np.vstack([self.sample_grid(n - n // 2, rng), self.sample_sparse_grid(n // 2, rng)])
+
     def latin_hypercube_grid(self, n: int, rng: Any = None, n_tries: int = 8) -> np.ndarray:
         """Space-filling design of n feasible grid points (integer coordinates); see the
         module docstring for the construction.  The best of `n_tries` random Latin
@@ -772,8 +780,7 @@ def find_optimum(f: Callable[[Mapping[str, float]], float], space: FormulationSp
     """
     rng = _rng(rng)
     evaluate = _evaluator(f, space)
-    half = n_samples // 2
-    G = np.vstack([space.sample_grid(n_samples - half, rng), space.sample_sparse_grid(half, rng)])
+    G = space.sample_candidates_grid(n_samples, rng)
     G = np.unique(G, axis=0)
     vals = evaluate(G)
     order = np.argsort(-vals, kind="stable")

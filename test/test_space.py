@@ -252,6 +252,16 @@ def test_sparse_samples_sit_on_faces(space):
     assert at_low.mean() > uniform_zeros + 0.2
 
 
+def test_candidates_are_uniform_then_sparse_draws_from_one_stream(space):
+    G = space.sample_candidates_grid(7, np.random.default_rng(5))
+    rng = np.random.default_rng(5)
+    # the first 4 from the uniform sampler, the last 3 from the sparse one, in that order
+    assert np.array_equal(G[:4], space.sample_grid(4, rng))
+    assert np.array_equal(G[4:], space.sample_sparse_grid(3, rng))
+    assert space.is_feasible_grid(G).all()
+    assert space.sample_candidates_grid(1, rng).shape == (1, 10)
+
+
 def test_latin_hypercube_is_stratified_and_feasible(space, small):
     rng = np.random.default_rng(5)
     G = space.latin_hypercube_grid(21, rng)
