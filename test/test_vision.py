@@ -402,3 +402,27 @@ def test_train_options_override_only_what_they_name():
     assert (plan.seg_flip, plan.seg_width, plan.seg_device, plan.workers) == (True, 2, "cuda", 15)
     assert plan.seg_epochs == TrainPlan().seg_epochs
     assert plan_from_args(build_parser().parse_args(["train"])) == TrainPlan()
+
+
+def test_the_benchmark_scores_validation_scenes_when_asked(monkeypatch):
+    """--validation swaps the held-out seeds for the validation ones, nothing else."""
+    from mobile_chemist.vision import evaluation
+    from mobile_chemist.vision.synthetic import EVAL_SEED_BASE, VAL_SEED_BASE
+
+    asked = []
+
+    def scenes(seeds, renderer="2d", workers=1, **kw):
+        asked.append((list(seeds), renderer))
+        return [render_scene(s) for s in asked[-1][0]]
+
+    monkeypatch.setattr(evaluation, "iter_scenes", scenes)
+    for validation, base in ((True, VAL_SEED_BASE), (False, EVAL_SEED_BASE)):
+        asked.clear()
+        res = evaluation.run_benchmark(scenes=2, heinsight_scenes=0, latency_frames=1,
+                                       mujoco_scenes=0, validation=validation, log=lambda m: None)
+        split = "validation_seeds" if validation else "held_out_seeds"
+        assert res[split] == {"2d": [base, base + 2]} and len(res) == 4
+        assert asked[0] == ([base, base + 1], "2d")
+        truth = sum(len(render_scene(s).vials) for s in (base, base + 1))
+        assert res["sets"]["2d"]["synthetic"]["detection"]["any_vial"]["truth"] == truth
+        assert f"2d scenes: {split.replace('_', ' ')} {base}..{base + 1}" in evaluation.report(res)

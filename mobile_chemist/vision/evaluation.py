@@ -15,7 +15,7 @@ from mobile_chemist.vision.classes import HEINSIGHT_BLIND, Phase
 from mobile_chemist.vision.metrics import evaluate
 from mobile_chemist.vision.pipeline import VisionPipeline, load_config
 from mobile_chemist.vision.scenes import iter_scenes
-from mobile_chemist.vision.synthetic import EVAL_SEED_BASE
+from mobile_chemist.vision.synthetic import EVAL_SEED_BASE, VAL_SEED_BASE
 
 #: Latency scenes: a 640 x 480 frame with one rack of 16 vials.
 LATENCY_SEED_BASE = EVAL_SEED_BASE + 500_000
@@ -63,15 +63,21 @@ def _heinsight_scores(hpipe: VisionPipeline, scenes: list, conf: float) -> dict:
 
 def run_benchmark(scenes: int = 200, heinsight_scenes: int = 10, latency_frames: int = 10,
                   mujoco_scenes: int = 100, config: str | Path | None = None,
-                  workers: int = 2, log=print) -> dict:
+                  workers: int = 2, validation: bool = False, log=print) -> dict:
     """Both backends on held-out scenes of each generator ("2d", and "mujoco" unless
-    `mujoco_scenes` is 0), then the deployed pipeline's latency on 16-vial frames."""
+    `mujoco_scenes` is 0), then the deployed pipeline's latency on 16-vial frames.
+
+    With `validation`, the scenes come from the validation seeds instead: settings (a
+    threshold, an input size) are chosen there, and the held-out scenes only report.
+    """
     cfg = load_config(config)
+    base = VAL_SEED_BASE if validation else EVAL_SEED_BASE
+    split = "validation_seeds" if validation else "held_out_seeds"
     import torch
 
     out: dict = {"machine": {"cpu_threads": torch.get_num_threads(),
                              "processor": platform.processor() or platform.machine()},
-                 "held_out_seeds": {"2d": [EVAL_SEED_BASE, EVAL_SEED_BASE + scenes]},
+                 split: {"2d": [base, base + scenes]},
                  "sets": {}}
     syn_conf = float(cfg["backends"]["synthetic"].get("conf", 0.3))
     # Accuracy: detections down to conf 0.01 for AP; the rest at the deployed threshold.
@@ -86,20 +92,19 @@ def run_benchmark(scenes: int = 200, heinsight_scenes: int = 10, latency_frames:
     hs_conf = float(cfg["backends"]["heinsight"].get("conf", 0.25))
     sets = {"2d": scenes, "mujoco": mujoco_scenes}
     if mujoco_scenes:
-        out["held_out_seeds"]["mujoco"] = [EVAL_SEED_BASE, EVAL_SEED_BASE + mujoco_scenes]
+        out[split]["mujoco"] = [base, base + mujoco_scenes]
     for renderer, n in sets.items():
         if not n:
             continue
         t0 = time.time()
-        held_out = list(iter_scenes(range(EVAL_SEED_BASE, EVAL_SEED_BASE + n), renderer,
-                                    workers=workers))
+        scene_set = list(iter_scenes(range(base, base + n), renderer, workers=workers))
         log(f"[bench] rendered {n} {renderer} scenes: {time.time() - t0:.0f} s")
-        res: dict = {"synthetic": evaluate(pipe, held_out, conf_threshold=syn_conf)}
+        res: dict = {"synthetic": evaluate(pipe, scene_set, conf_threshold=syn_conf)}
         log(f"[bench] synthetic backend on {n} {renderer} scenes: {time.time() - t0:.0f} s")
         if hs_error:
             res["heinsight"] = {"error": hs_error}
         elif hpipe is not None:
-            few = held_out[:heinsight_scenes]
+            few = scene_set[:heinsight_scenes]
             t0 = time.time()
             res["heinsight"] = _heinsight_scores(hpipe, few, hs_conf)
             log(f"[bench] heinsight backend on {len(few)} {renderer} scenes: "
@@ -126,6 +131,9 @@ def _f(x: float, pct: bool = False) -> str:
 def report(res: dict) -> str:
     """Human-readable tables of a run_benchmark() result."""
     lines = []
+    for split in ("validation_seeds", "held_out_seeds"):
+        for renderer, (lo, hi) in res.get(split, {}).items():
+            lines.append(f"{renderer} scenes: {split.replace('_', ' ')} {lo}..{hi - 1}")
     for renderer, backends in res["sets"].items():
         for name in ("synthetic", "heinsight"):
             r = backends.get(name)
