@@ -42,7 +42,7 @@ class TrainPlan:
                                                         [10, 0.001, "mix"], [8, 0.0005, "mix"]])
     seg_scenes: int = 2500           # 2-D scenes for segmenter crops
     seg_mujoco_scenes: int = 9000    # MuJoCo scenes for segmenter crops
-    seg_epochs: int = 16
+    seg_epochs: int = 24
     # Then [epochs, max lr] stages from the previous stage's weights, on the same crops
     # (a 6-epoch stage at 1e-3 was tried: validation phase accuracy fell on MuJoCo scenes).
     seg_finetune: list = field(default_factory=list)
