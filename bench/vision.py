@@ -11,6 +11,7 @@ full pipeline's latency on 640x480 frames showing a rack of 16 vials, on this CP
     .venv/bin/python bench/vision.py [--scenes 200] [--mujoco-scenes 100]
                                      [--heinsight-scenes 10] [--json out.json]
     .venv/bin/python bench/vision.py --quick      # smoke run
+    .venv/bin/python bench/vision.py --validation # validation seeds: where settings are chosen
 """
 
 from __future__ import annotations
