@@ -411,9 +411,9 @@ def test_the_benchmark_scores_validation_scenes_when_asked(monkeypatch):
 
     asked = []
 
-    def scenes(seeds, renderer="2d", workers=1, **kw):
+    def scenes(seeds, renderer="2d", n_vials=None, workers=1):
         asked.append((list(seeds), renderer))
-        return [render_scene(s) for s in asked[-1][0]]
+        return [render_scene(s, n_vials=n_vials) for s in asked[-1][0]]
 
     monkeypatch.setattr(evaluation, "iter_scenes", scenes)
     for validation, base in ((True, VAL_SEED_BASE), (False, EVAL_SEED_BASE)):
