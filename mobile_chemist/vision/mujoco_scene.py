@@ -694,15 +694,19 @@ def _render(seed: int, width: int = 640, height: int = 480, max_vials: int = 16,
             world.box([0, (wall_y - g["d"]) / 2, zb - cam["board"] / 2],
                       [2000, (wall_y + g["d"]) / 2, cam["board"] / 2], bench_mat)
     # Clutter (boxes and bottles behind the racks); a given view is a station's clear bench.
+    # `front` is the object's nearest face, not its centre: every line of sight to a vial
+    # ends at y <= d / 2, so an object wholly behind y = d + 10 never hides one (before v6
+    # the centre was drawn there and deep objects reached in front of the rack).
+    d_max = max(r["g"]["d"] for r in racks)
     for _ in range(int(room.integers(0, 6)) if view is None else 0):
-        y = room.uniform(max(racks[0]["g"]["d"] + 10, 20), max(wall_y - 10, 25))
+        front = room.uniform(max(d_max + 10, 20), max(wall_y - 10, 25))
         x = room.uniform(-0.7, 0.7) * width / cam["s"]
         size = room.uniform(10, 80, 3)
         mat = world.material([*_rgb(_colour(room)), 1], specular=room.uniform(0, 0.6))
         if room.random() < 0.5:
-            world.box([x, y, size[2]], size, mat)
+            world.box([x, front + size[1], size[2]], size, mat)
         else:
-            world.geom(type="cylinder", pos=np.array([x, y, size[2]]) / 1000,
+            world.geom(type="cylinder", pos=np.array([x, front + size[0] / 2, size[2]]) / 1000,
                        size=np.array([size[0] / 2, size[2]]) / 1000, material=mat)
     tint = room.uniform(0.9, 1.0, 3)
     glass_mat = world.material([*tint, room.uniform(0.08, 0.25)], specular=room.uniform(0.5, 1.0),

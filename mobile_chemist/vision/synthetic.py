@@ -160,8 +160,9 @@ def _half_widths(g: dict, s: float, yt: float, yb: float, ys: np.ndarray) -> np.
 
 #: Bumped when the same seed draws a different scene (keys the training-crop caches).
 #: v4: the VARIANTS below. v5: MuJoCo suspensions have a liquid's gloss and meniscus; a
-#: liquid over a settled bed is at least MIN_LAYER deep.
-GENERATOR_VERSION = 5
+#: liquid over a settled bed is at least MIN_LAYER deep. v6: MuJoCo clutter stands wholly
+#: behind the racks (deep boxes used to reach in front and hide labelled vials).
+GENERATOR_VERSION = 6
 #: Fill (fraction of the interior height) of a single liquid or suspension, lowest to highest.
 LIQUID_FILL_RANGE = (0.12, 0.82)
 #: Generator v4's variants of a single liquid or suspension: a low fill, as a few mL in a
