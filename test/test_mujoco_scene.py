@@ -31,6 +31,12 @@ def render_mujoco_scene(seed, **kw):
     return _POOL.apply(mujoco_scene.render_mujoco_scene, (seed,), kw)
 
 
+def _changed_without(seed, raw, i):
+    """Pixels that change when vial `i` is left out of the (plain) world of `seed`."""
+    _, without = _render(seed, omit=i, plain=True)
+    return np.abs(raw.astype(int) - without.astype(int)).sum(-1) > 12
+
+
 @pytest.fixture(scope="module", autouse=True)
 def worker():
     global _POOL
@@ -88,9 +94,7 @@ def test_box_holds_exactly_the_pixels_the_vial_changes(scene3):
     they fill its projected box to within a pixel on every side."""
     scene, raw = _render(3, plain=True)
     for i in (0, len(scene.vials) // 2):
-        _, without = _render(3, omit=i, plain=True)
-        changed = np.abs(raw.astype(int) - without.astype(int)).sum(-1) > 12
-        ys, xs = np.nonzero(changed)
+        ys, xs = np.nonzero(_changed_without(3, raw, i))
         x1, y1, x2, y2 = scene.vials[i].box
         assert len(xs) > 200
         assert xs.min() >= x1 - 1.5 and xs.max() + 1 <= x2 + 1.5
@@ -108,8 +112,7 @@ def test_nothing_hides_a_labelled_vial(scene3):  # scene3: skips where no GL con
     scene, raw = _render(seed, plain=True)
     assert len(scene.vials) == 5
     for i, v in enumerate(scene.vials):
-        _, without = _render(seed, omit=i, plain=True)
-        changed = np.abs(raw.astype(int) - without.astype(int)).sum(-1) > 12
+        changed = _changed_without(seed, raw, i)
         x1, y1, x2, y2 = (int(round(c)) for c in v.box)
         assert changed[y1:y2, x1:x2].mean() > 0.5, f"vial {i} is hidden"
 
