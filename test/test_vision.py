@@ -426,3 +426,27 @@ def test_the_benchmark_scores_validation_scenes_when_asked(monkeypatch):
         truth = sum(len(render_scene(s).vials) for s in (base, base + 1))
         assert res["sets"]["2d"]["synthetic"]["detection"]["any_vial"]["truth"] == truth
         assert f"2d scenes: {split.replace('_', ' ')} {base}..{base + 1}" in evaluation.report(res)
+
+
+def test_an_interrupted_detector_data_set_is_rendered_again(monkeypatch, tmp_path):
+    """The mixed set gets its data.yaml with the 2-D part: a render stopped during the
+    MuJoCo part must not count as a finished set."""
+    from mobile_chemist.vision import synthetic, train
+
+    calls = []
+
+    def write(root, train_seeds, val_seeds, renderer="2d", workers=1):
+        calls.append(renderer)
+        if renderer == "mujoco" and calls.count("mujoco") == 1:
+            raise KeyboardInterrupt  # the first MuJoCo render is stopped
+        return synthetic.write_yolo_dataset(root, range(0), range(0), renderer)
+
+    monkeypatch.setattr(train, "write_yolo_dataset", write)
+    plan = train.TrainPlan(det_train_images=1, det_val_images=1,
+                           det_mujoco_train_images=1, det_mujoco_val_images=1)
+    with pytest.raises(KeyboardInterrupt):
+        train.detector_data(plan, "mix", tmp_path, log=lambda _: None)
+    data = train.detector_data(plan, "mix", tmp_path, log=lambda _: None)
+    assert calls == ["2d", "mujoco", "2d", "mujoco"] and data.is_file()
+    assert train.detector_data(plan, "mix", tmp_path, log=lambda _: None) == data
+    assert len(calls) == 4  # finished: not rendered a third time

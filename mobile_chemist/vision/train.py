@@ -63,9 +63,11 @@ def detector_data(plan: TrainPlan, data: str, work: Path = WORK, log=print) -> P
     if data == "mix":
         root = root.with_name(root.name + f"_mj{plan.det_mujoco_train_images}")
     root = root.with_name(root.name + f"_v{GENERATOR_VERSION}")
-    done = root / "data.yaml"
+    # data.yaml appears after the first part; this marker only once every part is written,
+    # so an interrupted render is redone rather than trained on.
+    done = root / "complete"
     if done.is_file():
-        return done
+        return root / "data.yaml"
     log(f"[detector] rendering {plan.det_train_images} + {plan.det_val_images} 2-D scenes "
         f"into {root}")
     write_yolo_dataset(root, range(TRAIN_SEED_BASE, TRAIN_SEED_BASE + plan.det_train_images),
@@ -77,7 +79,8 @@ def detector_data(plan: TrainPlan, data: str, work: Path = WORK, log=print) -> P
             root, range(TRAIN_SEED_BASE, TRAIN_SEED_BASE + plan.det_mujoco_train_images),
             range(VAL_SEED_BASE, VAL_SEED_BASE + plan.det_mujoco_val_images),
             renderer="mujoco", workers=plan.workers)
-    return done
+    done.touch()
+    return root / "data.yaml"
 
 
 def train_detector(plan: TrainPlan, work: Path = WORK, log=print) -> Path:
