@@ -344,6 +344,17 @@ def _truth_pose(truth):
     return np.array([p.position.x, p.position.y, yaw_of(p.orientation)])
 
 
+def _truth_stamp(truth) -> float:
+    from mobile_chemist.ros.common import from_time_msg
+    return from_time_msg(truth["pose"].header.stamp)
+
+
+def _truth_pose_at(truth, t: float, timeout: float = 30.0):
+    """The ground-truth pose once the simulation has reached simulated time `t`."""
+    wait_until(lambda: _truth_stamp(truth) >= t, timeout, f"ground truth at t={t:.2f}")
+    return _truth_pose(truth)
+
+
 class TestWithPhysicsSim:
     """One short leg and a cancel on the MuJoCo simulation."""
 
@@ -360,9 +371,13 @@ class TestWithPhysicsSim:
         # Cancel on the way to the next station: the base stops.
         status, canceled = send(action, "gc", "phys-2", cancel_after=2.0, timeout=60.0)
         assert canceled.error_code == NavigateToStation.Result.ERROR_CANCELED
-        time.sleep(1.0)                               # > the sim's cmd_vel timeout in sim time
-        before = _truth_pose(truth)
-        time.sleep(0.5)
-        assert np.allclose(_truth_pose(truth)[:2], before[:2], atol=1e-3)
+        # Wait in simulated time: on a loaded machine the sim runs slower than its real-time
+        # factor, and a wall-clock wait can end while the base is still ramping down.
+        sim = load_sim_config()
+        stopping = lab.robot.max_linear_speed / sim.max_linear_accel + 0.5
+        t = _truth_stamp(truth)
+        before = _truth_pose_at(truth, t + stopping)
+        after = _truth_pose_at(truth, t + stopping + 1.0)
+        assert np.allclose(after[:2], before[:2], atol=1e-3), (before, after)
         assert docked[-1] == ""
         launch.check_alive()

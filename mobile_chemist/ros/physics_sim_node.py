@@ -33,7 +33,7 @@ import numpy as np
 import rclpy
 from geometry_msgs.msg import PoseStamped, TransformStamped, Twist
 from nav_msgs.msg import Odometry
-from rclpy.callback_groups import ReentrantCallbackGroup
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import (DurabilityPolicy, QoSProfile, ReliabilityPolicy,
@@ -134,10 +134,12 @@ class PhysicsSimNode(Node):
         self._cmd = (0.0, 0.0, 0.0)
         self._cmd_time = -math.inf
         self._cmd_wall = -math.inf
-        group = ReentrantCallbackGroup()
-        self.create_subscription(Twist, "/cmd_vel", self._on_cmd_vel, 10, callback_group=group)
+        # Commands in the order sent: in a reentrant group two executor threads can take two
+        # /cmd_vel messages at once, and a stale velocity could land after the stop.
+        self.create_subscription(Twist, "/cmd_vel", self._on_cmd_vel, 10,
+                                 callback_group=MutuallyExclusiveCallbackGroup())
         self.create_service(ScheduleWakeup, "/sim_clock/schedule", self._on_schedule,
-                            callback_group=group)
+                            callback_group=ReentrantCallbackGroup())
         self._clock_pub = self.create_publisher(ClockMsg, "/clock", 10)
         self._odom_pub = self.create_publisher(Odometry, "/odom", 10)
         if TFMessage is None:
