@@ -292,6 +292,21 @@ def test_small_data_training_run(tmp_path):
     assert seg2.probabilities(data.crops[:2], data.aspect[:2])[0].shape == rows.shape
 
 
+def test_segmenter_training_is_repeatable(tmp_path):
+    """Same crops and seed, same weights: what lets `vision train` reproduce models/."""
+    from mobile_chemist.vision.segmenter import Segmenter, make_crops, train_segmenter
+
+    data = make_crops(range(2))
+    outputs = []
+    for name, seed in (("a", 0), ("b", 0), ("c", 1)):
+        out = train_segmenter(data, tmp_path / f"{name}.pt", epochs=1, batch=16, seed=seed,
+                              log=lambda *_: None)
+        outputs.append(Segmenter(out).probabilities(data.crops, data.aspect))
+    (rows_a, vial_a), (rows_b, vial_b), (rows_c, _) = outputs
+    assert np.array_equal(rows_a, rows_b) and np.array_equal(vial_a, vial_b)
+    assert not np.allclose(rows_a, rows_c, atol=1e-4)   # the seed does matter
+
+
 def test_flip_average_is_the_mean_of_the_crop_and_its_mirror_image():
     from mobile_chemist.vision.segmenter import Segmenter
 
