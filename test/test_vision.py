@@ -443,6 +443,22 @@ def test_the_benchmark_scores_validation_scenes_when_asked(monkeypatch):
         assert f"2d scenes: {split.replace('_', ' ')} {base}..{base + 1}" in evaluation.report(res)
 
 
+def test_the_benchmark_without_latency_frames_scores_accuracy_only(monkeypatch):
+    """--latency-frames 0 (as when comparing weights) skips the timing; it used to crash."""
+    from mobile_chemist.vision import evaluation
+    from mobile_chemist.vision.cli import build_parser
+
+    monkeypatch.setattr(evaluation, "iter_scenes", lambda seeds, renderer="2d", n_vials=None,
+                        workers=1: [render_scene(s, n_vials=n_vials) for s in seeds])
+    res = evaluation.run_benchmark(scenes=1, heinsight_scenes=0, latency_frames=0,
+                                   mujoco_scenes=0, log=lambda m: None)
+    assert "latency_16_vials" not in res and res["sets"]["2d"]["synthetic"]["matched_vials"] > 0
+    assert "latency" not in evaluation.report(res)
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["eval", "--latency-frames", "-1"])
+    assert build_parser().parse_args(["eval", "--latency-frames", "0"]).latency_frames == 0
+
+
 def test_an_interrupted_detector_data_set_is_rendered_again(monkeypatch, tmp_path):
     """The mixed set gets its data.yaml with the 2-D part: a render stopped during the
     MuJoCo part must not count as a finished set."""

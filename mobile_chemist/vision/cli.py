@@ -18,6 +18,17 @@ import sys
 from dataclasses import fields
 
 
+def _count(text: str) -> int:
+    """A non-negative whole number (0 skips that part of the benchmark)."""
+    try:
+        n = int(text)
+    except ValueError:
+        n = -1
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}")
+    return n
+
+
 def _stages(text: str) -> list:
     """'10:0.002:2d,10:0.001:mix' -> [[10, 0.002, '2d'], [10, 0.001, 'mix']]."""
     try:
@@ -96,11 +107,11 @@ def build_parser(prog: str = "mobile-chemist vision") -> argparse.ArgumentParser
     t.add_argument("--workers", type=int, help="scene rendering processes")
     t.set_defaults(func=_train)
     e = sub.add_parser("eval", help="benchmark both backends on held-out synthetic scenes")
-    e.add_argument("--scenes", type=int, default=200)
-    e.add_argument("--mujoco-scenes", type=int, default=100,
+    e.add_argument("--scenes", type=_count, default=200)
+    e.add_argument("--mujoco-scenes", type=_count, default=100,
                    help="held-out MuJoCo-rendered scenes (0: 2-D scenes only)")
-    e.add_argument("--heinsight-scenes", type=int, default=10)
-    e.add_argument("--latency-frames", type=int, default=10)
+    e.add_argument("--heinsight-scenes", type=_count, default=10)
+    e.add_argument("--latency-frames", type=_count, default=10)
     e.add_argument("--config", help="vision config (default config/vision.yaml)")
     e.add_argument("--validation", action="store_true",
                    help="score validation scenes (seeds 5 000 000 up), where settings are "

@@ -65,7 +65,8 @@ def run_benchmark(scenes: int = 200, heinsight_scenes: int = 10, latency_frames:
                   mujoco_scenes: int = 100, config: str | Path | None = None,
                   workers: int = 2, validation: bool = False, log=print) -> dict:
     """Both backends on held-out scenes of each generator ("2d", and "mujoco" unless
-    `mujoco_scenes` is 0), then the deployed pipeline's latency on 16-vial frames.
+    `mujoco_scenes` is 0), then the deployed pipeline's latency on 16-vial frames (unless
+    `latency_frames` is 0).
 
     With `validation`, the scenes come from the validation seeds instead: settings (a
     threshold, an input size) are chosen there, and the held-out scenes only report.
@@ -114,6 +115,8 @@ def run_benchmark(scenes: int = 200, heinsight_scenes: int = 10, latency_frames:
             res["synthetic_on_heinsight_scenes"] = {
                 k: like[k] for k in ("detection", "phase_accuracy", "fill_error", "matched_vials")}
         out["sets"][renderer] = res
+    if not latency_frames:   # accuracy only (latency_frames=0): no timing to report
+        return out
     deployed = VisionPipeline(_with(cfg, "synthetic"))
     out["latency_16_vials"] = {"synthetic": latency(deployed, latency_frames)}
     if hpipe is not None:
