@@ -165,6 +165,18 @@ def test_scene_stream_of_2d_scenes_is_the_same_from_workers():
                for a, b in zip(inline, pooled))
 
 
+def test_scene_stream_of_mujoco_rack_views():
+    """kind="rack": a random station-camera view (synthetic.random_rack_view) in MuJoCo."""
+    from mobile_chemist.vision.synthetic import random_rack_view
+
+    (scene,) = iter_scenes([5], "mujoco", kind="rack")
+    view = random_rack_view(5)
+    assert scene.seed == 5
+    assert scene.slots == [i for i, spec in enumerate(view.slots) if spec]
+    assert [v.content for v in scene.vials] == [int(view.slots[i].content) for i in scene.slots]
+    assert all(v.vial_type == view.vial_type for v in scene.vials)
+
+
 def test_a_suspension_is_drawn_as_a_liquid_and_a_powder_is_not():
     """Generator v5: a suspension (turbid) has a liquid's meniscus band and gloss; a powder
     has neither, so the camera has the cues it has in a real vial."""

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from mobile_chemist.vision.classes import (
+    DETECTOR_CLASSES,
     HEINSIGHT_CONTENT,
     HEINSIGHT_VESSEL,
     Phase,
@@ -466,7 +467,7 @@ def test_an_interrupted_detector_data_set_is_rendered_again(monkeypatch, tmp_pat
 
     calls = []
 
-    def write(root, train_seeds, val_seeds, renderer="2d", workers=1):
+    def write(root, train_seeds, val_seeds, renderer="2d", workers=1, kind="random"):
         calls.append(renderer)
         if renderer == "mujoco" and calls.count("mujoco") == 1:
             raise KeyboardInterrupt  # the first MuJoCo render is stopped
@@ -481,3 +482,64 @@ def test_an_interrupted_detector_data_set_is_rendered_again(monkeypatch, tmp_pat
     assert calls == ["2d", "mujoco", "2d", "mujoco"] and data.is_file()
     assert train.detector_data(plan, "mix", tmp_path, log=lambda _: None) == data
     assert len(calls) == 4  # finished: not rendered a third time
+
+
+def test_rack_camera_views_are_random_racks_filling_the_frame():
+    """`random_rack_view`: the station-camera framing for training, a function of its seed."""
+    from mobile_chemist.vision.scenes import iter_scenes
+    from mobile_chemist.vision.synthetic import random_rack_view
+
+    views = [random_rack_view(s) for s in range(40)]
+    assert random_rack_view(3) == views[3] and views[3] != views[4]
+    assert {v.vial_type for v in views} == set(DETECTOR_CLASSES)
+    assert {spec.content for v in views for spec in v.slots if spec} == set(Phase)
+    assert all(4 <= len(v.slots) <= 16 for v in views)
+    scenes = list(iter_scenes([3, 4], "2d", kind="rack"))
+    for scene, view in zip(scenes, views[3:5]):
+        # Every filled slot is one labelled vial, with the content its spec says.
+        assert scene.slots == [i for i, spec in enumerate(view.slots) if spec]
+        assert [v.content for v in scene.vials] == [int(view.slots[i].content) for i in scene.slots]
+        boxes = np.array([v.box for v in scene.vials])
+        assert boxes[:, 2].max() - boxes[:, 0].min() > 0.5 * scene.image.shape[1]
+    with pytest.raises(ValueError, match="scene kind"):
+        next(iter_scenes([0], "2d", kind="shelf"))
+
+
+def test_the_plan_can_add_rack_camera_views_to_both_training_sets(monkeypatch, tmp_path):
+    from mobile_chemist.vision import segmenter, train
+    from mobile_chemist.vision.cli import build_parser, plan_from_args
+
+    written = []
+
+    def write(root, train_seeds, val_seeds, renderer="2d", workers=1, kind="random"):
+        written.append((renderer, kind, len(train_seeds)))
+        root.mkdir(parents=True, exist_ok=True)
+        return root / "data.yaml"
+
+    monkeypatch.setattr(train, "write_yolo_dataset", write)
+    plan = train.TrainPlan(det_train_images=2, det_val_images=1, det_mujoco_train_images=1,
+                           det_mujoco_val_images=1, det_mujoco_rack_images=3)
+    data = train.detector_data(plan, "mix", tmp_path, log=lambda _: None)
+    assert data.parent.name.endswith("_mj1_rk3_v%d" % train.GENERATOR_VERSION)
+    assert written == [("2d", "random", 2), ("mujoco", "random", 1), ("mujoco", "rack", 3)]
+    made = []
+
+    def crops(seeds, **kw):
+        made.append((kw["renderer"], kw["kind"], len(seeds)))
+        return _tiny_crops()
+
+    monkeypatch.setattr(segmenter, "make_crops", crops)
+    plan = train.TrainPlan(seg_scenes=1, seg_mujoco_scenes=0, seg_mujoco_rack_scenes=2)
+    assert len(train.segmenter_data(plan, tmp_path, log=lambda _: None)) == 2 * len(_tiny_crops())
+    assert made == [("2d", "random", 1), ("mujoco", "rack", 2)]
+    assert list(tmp_path.glob("seg_crops_mujoco_rack_0-2_*.npz"))
+    parsed = plan_from_args(build_parser().parse_args(
+        ["train", "--seg-mujoco-rack-scenes", "500", "--det-mujoco-rack-images", "100"]))
+    assert (parsed.seg_mujoco_rack_scenes, parsed.det_mujoco_rack_images) == (500, 100)
+
+
+def _tiny_crops():
+    from mobile_chemist.vision.segmenter import CropSet
+    return CropSet(np.zeros((2, 4, 4, 3), np.uint8), np.zeros((2, 4), np.int64),
+                   np.zeros(2, np.int64), np.zeros(2, np.int64), np.ones(2, np.float32))
+

@@ -96,8 +96,12 @@ def build_parser(prog: str = "mobile-chemist vision") -> argparse.ArgumentParser
     t.add_argument("--det-finetune", type=_stages, metavar="EPOCHS:LR:DATA[,...]",
                    help="detector fine-tuning stages after stage 1 ('' for none)")
     t.add_argument("--det-mujoco-train-images", type=int)
+    t.add_argument("--det-mujoco-rack-images", type=int,
+                   help="MuJoCo rack-camera views added to the mixed detector set")
     t.add_argument("--seg-scenes", type=int)
     t.add_argument("--seg-mujoco-scenes", type=int)
+    t.add_argument("--seg-mujoco-rack-scenes", type=int,
+                   help="MuJoCo rack-camera views for the segmenter's crops")
     t.add_argument("--seg-epochs", type=int)
     t.add_argument("--seg-width", type=int, help="channel multiplier of the segmenter")
     t.add_argument("--seg-batch", type=int)

@@ -15,9 +15,14 @@ import multiprocessing
 from collections.abc import Iterable, Iterator
 from functools import partial
 
-from mobile_chemist.vision.synthetic import Scene, render_scene
+from mobile_chemist.vision.synthetic import Scene, random_rack_view, render_rack, render_scene
 
 RENDERERS = ("2d", "mujoco")
+
+
+#: "random": racks anywhere in a cluttered frame; "rack": one rack filling the frame, as a
+#: station's camera shows it (`synthetic.random_rack_view`).
+SCENE_KINDS = ("random", "rack")
 
 
 def _mujoco_scene(seed: int, n_vials: int | None) -> Scene:
@@ -26,23 +31,37 @@ def _mujoco_scene(seed: int, n_vials: int | None) -> Scene:
     return render_mujoco_scene(seed, n_vials=n_vials)
 
 
-_RENDER = {"2d": render_scene, "mujoco": _mujoco_scene}
+def _rack_scene(seed: int, n_vials: int | None) -> Scene:
+    return render_rack(random_rack_view(seed), seed)
+
+
+def _mujoco_rack_scene(seed: int, n_vials: int | None) -> Scene:
+    from mobile_chemist.vision.mujoco_scene import render_mujoco_rack
+
+    return render_mujoco_rack(random_rack_view(seed), seed)
+
+
+_RENDER = {("2d", "random"): render_scene, ("mujoco", "random"): _mujoco_scene,
+           ("2d", "rack"): _rack_scene, ("mujoco", "rack"): _mujoco_rack_scene}
 
 
 def iter_scenes(seeds: Iterable[int], renderer: str = "2d", n_vials: int | None = None,
-                workers: int = 1) -> Iterator[Scene]:
-    """The scenes of `seeds`, in order (a pure function of seed and renderer).
+                workers: int = 1, kind: str = "random") -> Iterator[Scene]:
+    """The scenes of `seeds`, in order (a pure function of seed, renderer and kind).
 
     MuJoCo scenes always come from `workers` spawned processes, 2-D scenes only when
-    `workers` > 1.
+    `workers` > 1. `n_vials` applies to random scenes only.
     """
     if renderer not in RENDERERS:
         raise ValueError(f"renderer must be one of {RENDERERS}, not {renderer!r}")
+    if kind not in SCENE_KINDS:
+        raise ValueError(f"scene kind must be one of {SCENE_KINDS}, not {kind!r}")
+    render = _RENDER[renderer, kind]
     seeds = [int(s) for s in seeds]
     if renderer == "2d" and workers <= 1:
         for s in seeds:
-            yield render_scene(s, n_vials=n_vials)
+            yield render(s, n_vials=n_vials)
         return
     ctx = multiprocessing.get_context("spawn")
     with ctx.Pool(max(1, workers)) as pool:
-        yield from pool.imap(partial(_RENDER[renderer], n_vials=n_vials), seeds, chunksize=4)
+        yield from pool.imap(partial(render, n_vials=n_vials), seeds, chunksize=4)

@@ -346,12 +346,13 @@ class CropSet:
 
 
 def make_crops(seeds: Sequence[int], jitter: float = 0.03, seed: int = 0,
-               renderer: str = "2d", workers: int = 1) -> CropSet:
-    """Training crops and labels from synthetic scenes, boxes jittered like a detector's."""
+               renderer: str = "2d", workers: int = 1, kind: str = "random") -> CropSet:
+    """Training crops and labels from synthetic scenes (`scenes.iter_scenes`: renderer and
+    kind), boxes jittered like a detector's."""
     from mobile_chemist.vision.scenes import iter_scenes
 
     xs, rows, types, contents, aspects = [], [], [], [], []
-    for scene in iter_scenes(seeds, renderer, workers=workers):
+    for scene in iter_scenes(seeds, renderer, workers=workers, kind=kind):
         # Box noise seeded per scene: a set is the union of its scenes' crops, however split.
         rng = np.random.default_rng([seed, scene.seed])
         for v in scene.vials:

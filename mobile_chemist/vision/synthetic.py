@@ -508,21 +508,48 @@ def render_rack(view: RackView, seed: int, width: int = 640, height: int = 480) 
     return Scene(image=camera_effects(img, rng), vials=vials, seed=seed, slots=slots)
 
 
+def random_rack_view(seed: int) -> RackView:
+    """A random rack as a station's camera shows it (`RackView`), a pure function of `seed`.
+
+    The random scenes put one or two racks anywhere in the frame, before clutter, from
+    any angle; a station camera (the campaign's `rack_camera`) looks at one rack filling
+    the frame on a clear bench. These views cover that framing for training, with every
+    content class drawn as in the random scenes.
+    """
+    rng = np.random.default_rng([seed, 7])
+    variants = variant_rng(seed)
+    vtype = DETECTOR_CLASSES[rng.integers(0, len(DETECTOR_CLASSES))]
+    slots: list[VialSpec | None] = []
+    for _ in range(int(rng.integers(4, 17))):
+        if rng.random() < 0.1:
+            slots.append(None)
+            continue
+        content = CONTENT_CLASSES[rng.integers(0, len(CONTENT_CLASSES))]
+        layers = tuple((lo, hi, int(r)) for lo, hi, r in _contents(rng, content, variants))
+        slots.append(VialSpec(cap=bool(rng.random() < 0.6), layers=layers,
+                              appearance_seed=int(rng.integers(0, 2**31))))
+    return RackView(vial_type=vtype, slots=tuple(slots), room_seed=int(rng.integers(0, 2**31)),
+                    pitch=float(rng.uniform(1.15, 1.6)), fill=float(rng.uniform(0.6, 0.92)),
+                    fovy_deg=float(rng.uniform(40, 60)), yaw_deg=float(rng.uniform(-10, 10)),
+                    elevation_deg=float(rng.uniform(0, 15)))
+
+
 def write_yolo_dataset(root: Path, train_seeds: Iterable[int], val_seeds: Iterable[int],
-                       renderer: str = "2d", workers: int = 1) -> Path:
+                       renderer: str = "2d", workers: int = 1, kind: str = "random") -> Path:
     """Write images + YOLO labels + data.yaml under `root`; returns data.yaml.
 
-    Calls with different renderers may fill the same `root` (file names differ), for a
-    data set that mixes both generators.
+    Calls with different renderers or kinds may fill the same `root` (file names
+    differ), for a data set that mixes them.
     """
     from mobile_chemist.vision.scenes import iter_scenes
 
     root = Path(root)
-    prefix = {"2d": "s", "mujoco": "m"}[renderer]
+    prefix = {("2d", "random"): "s", ("mujoco", "random"): "m",
+              ("2d", "rack"): "r", ("mujoco", "rack"): "k"}[renderer, kind]
     for split, seeds in (("train", train_seeds), ("val", val_seeds)):
         (root / "images" / split).mkdir(parents=True, exist_ok=True)
         (root / "labels" / split).mkdir(parents=True, exist_ok=True)
-        for scene in iter_scenes(seeds, renderer, workers=workers):
+        for scene in iter_scenes(seeds, renderer, workers=workers, kind=kind):
             h, w = scene.image.shape[:2]
             name = f"{prefix}{scene.seed:09d}"
             cv2.imwrite(str(root / "images" / split / f"{name}.png"), scene.image)

@@ -31,6 +31,9 @@ class TrainPlan:
     # MuJoCo scenes (mujoco_scene.render_mujoco_scene) added for the stages on "mix".
     det_mujoco_train_images: int = 600
     det_mujoco_val_images: int = 50
+    # MuJoCo rack-camera views (scenes.SCENE_KINDS "rack") added to the mixed set's training
+    # images: one rack filling the frame on a clear bench, as the campaign's camera sees it.
+    det_mujoco_rack_images: int = 0
     det_epochs: int = 8
     det_imgsz: int = 384
     det_batch: int = 8
@@ -42,6 +45,7 @@ class TrainPlan:
                                                         [10, 0.001, "mix"], [8, 0.0005, "mix"]])
     seg_scenes: int = 2500           # 2-D scenes for segmenter crops
     seg_mujoco_scenes: int = 9000    # MuJoCo scenes for segmenter crops
+    seg_mujoco_rack_scenes: int = 0  # MuJoCo rack-camera views for segmenter crops
     seg_epochs: int = 24
     # Then [epochs, max lr] stages from the previous stage's weights, on the same crops
     # (a 6-epoch stage at 1e-3 was tried: validation phase accuracy fell on MuJoCo scenes).
@@ -62,6 +66,8 @@ def detector_data(plan: TrainPlan, data: str, work: Path = WORK, log=print) -> P
     root = work / f"det_data_{plan.det_train_images}"
     if data == "mix":
         root = root.with_name(root.name + f"_mj{plan.det_mujoco_train_images}")
+        if plan.det_mujoco_rack_images:
+            root = root.with_name(root.name + f"_rk{plan.det_mujoco_rack_images}")
     root = root.with_name(root.name + f"_v{GENERATOR_VERSION}")
     # data.yaml appears after the first part; this marker only once every part is written,
     # so an interrupted render is redone rather than trained on.
@@ -79,6 +85,12 @@ def detector_data(plan: TrainPlan, data: str, work: Path = WORK, log=print) -> P
             root, range(TRAIN_SEED_BASE, TRAIN_SEED_BASE + plan.det_mujoco_train_images),
             range(VAL_SEED_BASE, VAL_SEED_BASE + plan.det_mujoco_val_images),
             renderer="mujoco", workers=plan.workers)
+        if plan.det_mujoco_rack_images:
+            log(f"[detector] rendering {plan.det_mujoco_rack_images} MuJoCo rack views "
+                f"into {root}")
+            write_yolo_dataset(
+                root, range(TRAIN_SEED_BASE, TRAIN_SEED_BASE + plan.det_mujoco_rack_images),
+                (), renderer="mujoco", workers=plan.workers, kind="rack")
     done.touch()
     return root / "data.yaml"
 
@@ -122,12 +134,13 @@ def train_detector_stage(plan: TrainPlan, start: Path, stage: int, epochs: int, 
     return work / "train" / name / "weights" / "best.pt"
 
 
-def _cached_crops(plan: TrainPlan, renderer: str, n: int, work: Path, log=print):
+def _cached_crops(plan: TrainPlan, renderer: str, n: int, work: Path, log=print,
+                  kind: str = "random"):
     """Crops of scenes SEG_SEED_BASE + [0, n): cached scene ranges from the start, then the
     rest rendered (and cached), so a larger plan renders only the scenes it adds."""
     from mobile_chemist.vision.segmenter import CropSet, make_crops
 
-    tag = "" if renderer == "2d" else "_mujoco"
+    tag = ("" if renderer == "2d" else "_mujoco") + ("" if kind == "random" else f"_{kind}")
     suffix = f"_j{plan.seg_jitter:g}_s{plan.seed}_v{GENERATOR_VERSION}.npz"
     parts, start = [], 0
     while start < n:
@@ -138,10 +151,10 @@ def _cached_crops(plan: TrainPlan, renderer: str, n: int, work: Path, log=print)
             parts.append(CropSet.load(work / f"{prefix}{end}{suffix}"))
         else:
             end = n
-            log(f"[segmenter] rendering {renderer} scenes {start}..{end - 1} for crops")
+            log(f"[segmenter] rendering {renderer} {kind} scenes {start}..{end - 1} for crops")
             crops = make_crops(range(SEG_SEED_BASE + start, SEG_SEED_BASE + end),
                                jitter=plan.seg_jitter, seed=plan.seed, renderer=renderer,
-                               workers=plan.workers)
+                               workers=plan.workers, kind=kind)
             work.mkdir(parents=True, exist_ok=True)
             crops.save(work / f"{prefix}{end}{suffix}")
             parts.append(crops)
@@ -152,8 +165,10 @@ def _cached_crops(plan: TrainPlan, renderer: str, n: int, work: Path, log=print)
 def segmenter_data(plan: TrainPlan, work: Path = WORK, log=print):
     """Crops from 2-D and MuJoCo scenes (cached in `work` by scene range)."""
     parts = []
-    for renderer, n in (("2d", plan.seg_scenes), ("mujoco", plan.seg_mujoco_scenes)):
-        parts += _cached_crops(plan, renderer, n, work, log)
+    for renderer, kind, n in (("2d", "random", plan.seg_scenes),
+                              ("mujoco", "random", plan.seg_mujoco_scenes),
+                              ("mujoco", "rack", plan.seg_mujoco_rack_scenes)):
+        parts += _cached_crops(plan, renderer, n, work, log, kind)
     data = parts[0]
     for more in parts[1:]:
         data = data + more
