@@ -1,12 +1,15 @@
 """Phase segmenter alone on validation scenes (ground-truth boxes), as models/README.md quotes.
 
     python bench/segmenter_validation.py [WEIGHTS ...] [--scenes 60] [--details] [--held-out]
+                                         [--kind random|rack]
 
 Prints phase (content class) accuracy, fill-level error p95 and vial-type accuracy per
 generator, with and without mirror-image averaging. Validation seeds (5 000 000 up) are
 used for model choices; the held-out set stays for bench/vision.py. `--held-out` reads
 bench/vision.py's held-out scenes on ground-truth boxes instead, to tell the segmenter's
-misses from the detector's (a diagnosis, never a model choice).
+misses from the detector's (a diagnosis, never a model choice). `--kind rack` reads
+rack-camera views (`synthetic.random_rack_view`, one rack filling the frame) instead of the
+random scenes.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from mobile_chemist.vision.classes import Phase  # noqa: E402
-from mobile_chemist.vision.scenes import iter_scenes  # noqa: E402
+from mobile_chemist.vision.scenes import SCENE_KINDS, iter_scenes  # noqa: E402
 from mobile_chemist.vision.synthetic import EVAL_SEED_BASE, VAL_SEED_BASE  # noqa: E402
 
 
@@ -51,10 +54,12 @@ def main() -> int:
                         "figures by vial height, with flip averaging")
     p.add_argument("--held-out", action="store_true",
                    help="bench/vision.py's held-out scenes (10 000 000 up) instead")
+    p.add_argument("--kind", choices=SCENE_KINDS, default="random",
+                   help="random scenes, or rack-camera views of one rack")
     args = p.parse_args()
     base = EVAL_SEED_BASE if args.held_out else VAL_SEED_BASE
     seeds = range(base, base + args.scenes)
-    sets = {r: list(iter_scenes(seeds, r, workers=2)) for r in ("2d", "mujoco")}
+    sets = {r: list(iter_scenes(seeds, r, workers=2, kind=args.kind)) for r in ("2d", "mujoco")}
     from mobile_chemist.vision.segmenter import Segmenter  # torch after MuJoCo's workers
 
     details: list[str] = []
