@@ -1,0 +1,106 @@
+"""Where a vial detector's boxes sit against the truth, and what that costs the segmenter.
+
+    python bench/detector_boxes.py [DETECTOR ...] [--segmenter PATH] [--scenes 100]
+                                   [--held-out] [--kind random|rack]
+
+For each detector's weights (default: the committed one) on validation scenes of both
+generators: the signed error of each box edge against its matched truth (IoU >= 0.5, at
+config/vision.yaml's threshold), as a fraction of the true width (left, right) or height
+(top, bottom), positive = right of / below the truth; then the segmenter (the committed
+one unless `--segmenter`) reads the same matched vials on the detector's boxes and on the
+true boxes and on the detector's boxes with the true left and right edges (so the
+horizontal error alone is removed); the fill-level error p95 of each is printed, overall
+and by how far the box centre sits off the vial's, so that a fill tail can be traced to
+box placement or not.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from mobile_chemist.vision.scenes import SCENE_KINDS, iter_scenes  # noqa: E402
+from mobile_chemist.vision.synthetic import EVAL_SEED_BASE, VAL_SEED_BASE  # noqa: E402
+
+EDGES = ("left", "right", "top", "bottom")
+
+
+def edge_errors(box, truth) -> np.ndarray:
+    """Signed (left, right, top, bottom) errors of `box`, in true widths and heights."""
+    w, h = truth[2] - truth[0], truth[3] - truth[1]
+    return np.array([(box[0] - truth[0]) / w, (box[2] - truth[2]) / w,
+                     (box[1] - truth[1]) / h, (box[3] - truth[3]) / h])
+
+
+def _p(x: np.ndarray, q: float) -> float:
+    return float(np.percentile(x, q)) if len(x) else float("nan")
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("detectors", nargs="*", default=[str(REPO / "models" / "vial_detector.pt")])
+    p.add_argument("--segmenter", default=str(REPO / "models" / "phase_segmenter.pt"))
+    p.add_argument("--scenes", type=int, default=100)
+    p.add_argument("--held-out", action="store_true",
+                   help="bench/vision.py's held-out scenes instead (a diagnosis, never a choice)")
+    p.add_argument("--kind", choices=SCENE_KINDS, default="random")
+    args = p.parse_args()
+    base = EVAL_SEED_BASE if args.held_out else VAL_SEED_BASE
+    seeds = range(base, base + args.scenes)
+    sets = {r: list(iter_scenes(seeds, r, workers=2, kind=args.kind)) for r in ("2d", "mujoco")}
+    # torch only after MuJoCo's workers are done (EGL and torch crash in one process).
+    from mobile_chemist.vision.metrics import match
+    from mobile_chemist.vision.pipeline import SyntheticBackend, load_config
+
+    cfg = load_config()
+    for weights in args.detectors:
+        syn = dict(cfg["backends"]["synthetic"], detector=weights, segmenter=args.segmenter)
+        backend = SyntheticBackend(syn)
+        print(f"== {weights}")
+        for name, scenes in sets.items():
+            errs, fill_det, fill_true, fill_x, missed, n = [], [], [], [], 0, 0
+            for sc in scenes:
+                dets = backend.detect(sc.image)
+                pairs = match(dets, sc.vials)
+                n += len(sc.vials)
+                missed += len(sc.vials) - len(pairs)
+                if not pairs:
+                    continue
+                boxes = [dets[i].box for i, _ in pairs]
+                truths = [sc.vials[j] for _, j in pairs]
+                on_det = backend.segmenter.read(sc.image, boxes, refine=bool(syn.get("refine")))
+                on_true = backend.segmenter.read(sc.image, [v.box for v in truths],
+                                                 refine=bool(syn.get("refine")))
+                true_x = [(v.box[0], b[1], v.box[2], b[3]) for b, v in zip(boxes, truths)]
+                on_x = backend.segmenter.read(sc.image, true_x, refine=bool(syn.get("refine")))
+                for b, v, rd, rt, rx in zip(boxes, truths, on_det, on_true, on_x):
+                    errs.append(edge_errors(b, v.box))
+                    fill_det.append(abs(rd.fill_level - v.fill_level))
+                    fill_true.append(abs(rt.fill_level - v.fill_level))
+                    fill_x.append(abs(rx.fill_level - v.fill_level))
+            e = np.asarray(errs).reshape(-1, 4)
+            fd, ft, fx = np.asarray(fill_det), np.asarray(fill_true), np.asarray(fill_x)
+            print(f"  {name}: {n} vials, {missed} not matched")
+            for k, edge in enumerate(EDGES):
+                print(f"    {edge:6s} mean {e[:, k].mean():+.3f}  p5 {_p(e[:, k], 5):+.3f}  "
+                      f"p95 {_p(e[:, k], 95):+.3f}")
+            print(f"    fill p95 on detector boxes {_p(fd, 95):.3f}, with the true left and "
+                  f"right edges {_p(fx, 95):.3f}, on true boxes {_p(ft, 95):.3f}")
+            dx = np.abs((e[:, 0] + e[:, 1]) / 2)   # box centre off the vial's, in widths
+            for lo, hi in ((0, 0.05), (0.05, 0.1), (0.1, 1e9)):
+                sel = (dx >= lo) & (dx < hi)
+                if sel.any():
+                    span = f"{lo:.2f}-{hi:.2f}" if hi < 1e9 else f">= {lo:.2f}"
+                    print(f"    centre off by {span} widths: {sel.sum()} vials, "
+                          f"fill p95 {_p(fd[sel], 95):.3f} (true boxes {_p(ft[sel], 95):.3f})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
