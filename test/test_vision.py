@@ -378,8 +378,26 @@ def test_metrics_score_an_oracle_perfectly_and_a_wrong_reader_badly():
     assert w["detection"]["any_vial"]["recall"] == pytest.approx(kept / n)
     assert w["cap_accuracy"] == 0 and w["phase_accuracy"] == 0
     assert w["fill_error"]["mean"] == pytest.approx(0.1)
+    assert r["phase_accuracy_ci95"] == [1, 1] and w["fill_error"]["p95_ci95"] == \
+        pytest.approx([0.1, 0.1])
     text = report({"sets": {"2d": {"synthetic": r}}, "latency_16_vials": {}})
-    assert "phase (content) accuracy 1.000" in text and "2d scenes" in text
+    assert "phase (content) accuracy 1.000 (95 % CI over scenes 1.000-1.000)" in text
+    assert "2d scenes" in text
+
+
+def test_scene_bootstrap_resamples_whole_scenes():
+    """The interval of a figure comes from resampling scenes, not single vials."""
+    from mobile_chemist.vision.metrics import scene_bootstrap
+
+    # Two scenes, one all right and one all wrong: any resample holds 0, 1 or 2 copies of
+    # the wrong one, so the interval spans 0 to 1 (resampling 40 vials would give ~0.35-0.65).
+    ok = [1.0] * 20 + [0.0] * 20
+    scene = [0] * 20 + [1] * 20
+    assert scene_bootstrap(ok, scene, np.mean) == [0.0, 1.0]
+    # Forty scenes of one vial each with the same values: a narrow interval around 0.5.
+    lo, hi = scene_bootstrap(ok, list(range(40)), np.mean)
+    assert 0.3 < lo < 0.5 < hi < 0.7
+    assert all(np.isnan(scene_bootstrap([], [], np.mean)))
 
 
 @pytest.mark.skipif(not HAVE_MODELS, reason="models/ not trained")

@@ -131,6 +131,12 @@ def _f(x: float, pct: bool = False) -> str:
     return f"{100 * x:.1f}%" if pct else f"{x:.3f}"
 
 
+def _ci(r: dict, key: str) -> str:
+    """ " (95 % CI over scenes a-b)" where the result has that interval."""
+    ci = r.get(key)
+    return f" (95 % CI over scenes {_f(ci[0])}-{_f(ci[1])})" if ci else ""
+
+
 def report(res: dict) -> str:
     """Human-readable tables of a run_benchmark() result."""
     lines = []
@@ -156,6 +162,7 @@ def report(res: dict) -> str:
             lines.append(f"mAP50 over types {_f(r['detection']['map50'])}   vial type acc "
                          f"{_f(r['vial_type_accuracy'])}   cap acc {_f(r['cap_accuracy'])}")
             lines.append(f"phase (content) accuracy {_f(r['phase_accuracy'])}"
+                         + _ci(r, "phase_accuracy_ci95")
                          + (f"   on the classes HeinSight covers "
                             f"{_f(r['phase_accuracy_covered_classes'])}"
                             if "phase_accuracy_covered_classes" in r else ""))
@@ -164,7 +171,7 @@ def report(res: dict) -> str:
                 lines.append(f"{c:<16}{v['n']:>6}{_f(v['precision']):>8}{_f(v['recall']):>8}")
             fe = r["fill_error"]
             lines.append(f"fill-level error (fraction of glass height): mean {_f(fe['mean'])} "
-                         f"p95 {_f(fe['p95'])} over {fe['n']} vials")
+                         f"p95 {_f(fe['p95'])}{_ci(fe, 'p95_ci95')} over {fe['n']} vials")
         like = backends.get("synthetic_on_heinsight_scenes")
         if like:
             lines.append(f"== {renderer} scenes, synthetic backend on HeinSight's scenes "

@@ -72,6 +72,9 @@ class Tally:
     cap_ok: list[bool] = field(default_factory=list)
     content: list[tuple[int, int]] = field(default_factory=list)  # (truth, predicted)
     fill_err: list[float] = field(default_factory=list)
+    # Scene index of each content / fill_err entry: vials of one scene share its lighting,
+    # rack and camera, so the uncertainty of a figure is resampled by scene, not by vial.
+    scene_of: list[int] = field(default_factory=list)
     latency_ms: list[float] = field(default_factory=list)
     # Class-agnostic ("a vial, whatever its type"), next to the per-type figures.
     any_scores: list[float] = field(default_factory=list)
@@ -86,7 +89,7 @@ def evaluate(run: Callable[[np.ndarray], list[Detection]], scenes: Iterable[Scen
              judge_cap: bool = True) -> dict:
     """Run `run` on `scenes` and score it against their labels (see Tally)."""
     t = Tally()
-    for scene in scenes:
+    for k_scene, scene in enumerate(scenes):
         t0 = time.perf_counter()
         dets = run(scene.image)
         t.latency_ms.append((time.perf_counter() - t0) * 1000)
@@ -124,11 +127,32 @@ def evaluate(run: Callable[[np.ndarray], list[Detection]], scenes: Iterable[Scen
             if judge_cap:
                 t.cap_ok.append(d.cap_present == v.cap)
             t.content.append((v.content, int(d.content)))
+            t.scene_of.append(k_scene)
             if np.isfinite(d.fill_level):
                 t.fill_err.append(abs(d.fill_level - v.fill_level))
             else:
                 t.fill_err.append(1.0)
     return summarise(t, class_agnostic)
+
+
+def scene_bootstrap(values: Sequence[float], scene_of: Sequence[int],
+                    statistic: Callable[[np.ndarray], float], reps: int = 1000,
+                    seed: int = 0) -> list[float]:
+    """95 % interval of `statistic(values)` with whole scenes resampled with replacement.
+
+    Vials in one scene are not independent (one lighting, rack and camera), so a figure over
+    100 scenes is only as steady as 100 draws; the interval says how far another set of as
+    many scenes could move it.
+    """
+    values, scene_of = np.asarray(values, dtype=float), np.asarray(scene_of)
+    if not len(values):
+        return [float("nan"), float("nan")]
+    groups = [values[scene_of == k] for k in np.unique(scene_of)]
+    rng = np.random.default_rng(seed)
+    stats = [statistic(np.concatenate([groups[i] for i in rng.integers(0, len(groups),
+                                                                       len(groups))]))
+             for _ in range(reps)]
+    return [float(np.percentile(stats, 2.5)), float(np.percentile(stats, 97.5))]
 
 
 def summarise(t: Tally, class_agnostic: bool) -> dict:
@@ -167,11 +191,14 @@ def summarise(t: Tally, class_agnostic: bool) -> dict:
         "vial_type_accuracy": float(np.mean(t.type_ok)) if t.type_ok else float("nan"),
         "cap_accuracy": float(np.mean(t.cap_ok)) if t.cap_ok else float("nan"),
         "phase_accuracy": float((truth == pred).mean()) if len(truth) else float("nan"),
+        "phase_accuracy_ci95": scene_bootstrap(truth == pred, t.scene_of, np.mean),
         "phase_per_class": phase,
         "phase_confusion": confusion.tolist(),
         "fill_error": {"n": len(fe),
                        "mean": float(fe.mean()) if len(fe) else float("nan"),
-                       "p95": float(np.percentile(fe, 95)) if len(fe) else float("nan")},
+                       "p95": float(np.percentile(fe, 95)) if len(fe) else float("nan"),
+                       "p95_ci95": scene_bootstrap(fe, t.scene_of,
+                                                   lambda x: np.percentile(x, 95))},
         "matched_vials": len(t.content),
         "latency_ms": {"mean": float(lat.mean()) if len(lat) else float("nan"),
                        "p95": float(np.percentile(lat, 95)) if len(lat) else float("nan")},
