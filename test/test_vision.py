@@ -250,9 +250,16 @@ def test_heinsight_class_mapping_covers_its_models():
 
 @pytest.mark.skipif(not HAVE_MODELS, reason="models/ not trained")
 def test_pipeline_on_a_synthetic_rack():
-    pipe = VisionPipeline()
+    import torch
+
+    cfg = load_config()
+    cfg["threads"] = 3   # not what ultralytics picks on any machine with 2 or 4 cores
+    pipe = VisionPipeline(cfg)
     scene = render_scene(10_000_001)
     dets = pipe(scene.image)
+    # The detector's first predict resets torch's threads (ultralytics' select_device);
+    # the configured count must hold for the rest of the frame and after it.
+    assert torch.get_num_threads() == 3
     # Loose: accuracy is the benchmark's business (bench/vision.py).
     assert len(scene.vials) // 2 <= len(dets) <= 2 * len(scene.vials)
     for d in dets:

@@ -261,11 +261,8 @@ class VisionPipeline:
 
     def __init__(self, config: dict | str | Path | None = None, base: Path = REPO):
         self.config = config if isinstance(config, dict) else load_config(config)
-        threads = int(self.config.get("threads", 0))
-        if threads:
-            import torch
-
-            torch.set_num_threads(threads)
+        self.threads = int(self.config.get("threads", 0))
+        self._pin_threads()
         decide = self.config["decide"]
         self.backends = {}
         for name in sorted(set(decide.values())):
@@ -280,6 +277,7 @@ class VisionPipeline:
         img = validate_image(image)
         with self._lock:
             dets = self.backends[self.decide["vials"]].detect(img)
+            self._pin_threads()
             # Reading order: racks top to bottom, vials left to right.
             if dets:
                 h_med = float(np.median([d.box[3] - d.box[1] for d in dets])) or 1.0
@@ -288,7 +286,22 @@ class VisionPipeline:
             for name, backend in self.backends.items():
                 if name in (cap_by, phase_by):
                     backend.read(img, dets, cap=name == cap_by, phases=name == phase_by)
+                    self._pin_threads()
         return dets
+
+    def _pin_threads(self) -> None:
+        """Hold torch at the configured thread count.
+
+        ultralytics' select_device() sets torch to cpu_count - 1 threads (one on a two-core
+        robot PC) whenever a model sets up its predictor, that is on its first predict;
+        without this the whole pipeline ran on one core after the first frame.
+        """
+        if not self.threads:
+            return
+        import torch
+
+        if torch.get_num_threads() != self.threads:
+            torch.set_num_threads(self.threads)
 
     def timed(self, image: Any) -> tuple[list[Detection], float]:
         t0 = time.perf_counter()
