@@ -272,11 +272,29 @@ def test_small_data_training_run(tmp_path):
     """Both models train end to end on a handful of scenes (1 epoch) and then load."""
     from mobile_chemist.vision.segmenter import CropSet, Segmenter, make_crops, train_segmenter
     from mobile_chemist.vision.train import TrainPlan, train_detector
-    from mobile_chemist.vision.ultra import load_yolo
+    from mobile_chemist.vision.ultra import load_yolo, offline_ultralytics
 
+    import torch
+
+    # 3 threads: neither the default nor what ultralytics sets on a 2- or 4-core machine.
     plan = TrainPlan(det_train_images=4, det_val_images=2, det_epochs=1, det_imgsz=160,
-                     det_batch=4, det_finetune=[])
-    best = train_detector(plan, work=tmp_path, log=lambda *_: None)
+                     det_batch=4, det_finetune=[], det_threads=3)
+    before = torch.get_num_threads()
+    offline_ultralytics()
+    from ultralytics.utils.callbacks import base
+
+    seen = []
+
+    def hook(trainer):
+        seen.append(torch.get_num_threads())
+
+    base.default_callbacks["on_train_epoch_end"].append(hook)
+    try:
+        best = train_detector(plan, work=tmp_path, log=lambda *_: None)
+    finally:
+        base.default_callbacks["on_train_epoch_end"].remove(hook)
+        torch.set_num_threads(before)
+    assert seen == [3], "the plan's thread count did not hold while training"
     assert best.is_file()
     assert len(load_yolo(best).names) == 3
     data = make_crops(range(3))

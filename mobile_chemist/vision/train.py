@@ -38,6 +38,9 @@ class TrainPlan:
     det_imgsz: int = 384
     det_batch: int = 8
     det_model: str = "mobile_chemist/vision/vial_detector.yaml"  # relative to the repo
+    # torch threads while the detector trains; 0 leaves ultralytics' choice, cpu_count - 1,
+    # which trained the committed detector on one core of two.
+    det_threads: int = 1
     # Stages 2, 3, ...: [epochs, AdamW lr0, data ("2d" or "mix")] from the previous
     # stage's best weights (ultralytics' automatic optimiser picks a cautious rate for
     # short runs; each stage restarts the schedule).
@@ -103,16 +106,27 @@ def train_detector(plan: TrainPlan, work: Path = WORK, log=print) -> Path:
     data = detector_data(plan, "2d", work, log)
     model = YOLO(str(REPO / plan.det_model) if (REPO / plan.det_model).is_file() else plan.det_model)
     t0 = time.time()
-    model.train(data=str(data), epochs=plan.det_epochs, imgsz=plan.det_imgsz,
-                batch=plan.det_batch, workers=2, amp=False, plots=False, device="cpu",
-                seed=plan.seed, deterministic=True, close_mosaic=1, warmup_epochs=1,
-                project=str(work / "train"), name="detector", exist_ok=True, verbose=False,
-                pretrained=False)
+    _train_yolo(model, plan, data, work, "detector", warmup_epochs=1, pretrained=False)
     best = work / "train" / "detector" / "weights" / "best.pt"
     log(f"[detector] stage 1 trained in {time.time() - t0:.0f} s")
     for k, (epochs, lr, which) in enumerate(plan.det_finetune, start=2):
         best = train_detector_stage(plan, best, k, int(epochs), float(lr), which, work, log)
     return best
+
+
+def _train_yolo(model, plan: TrainPlan, data: Path, work: Path, name: str, **over) -> None:
+    """One ultralytics training run with the plan's fixed settings (CPU, offline, seeded)."""
+    if plan.det_threads:
+        import torch
+
+        # The trainer's select_device() has just set its own count; the plan's wins.
+        model.add_callback("on_pretrain_routine_start",
+                           lambda trainer: torch.set_num_threads(plan.det_threads))
+    args = dict(data=str(data), epochs=plan.det_epochs, imgsz=plan.det_imgsz,
+                batch=plan.det_batch, workers=2, amp=False, plots=False, device="cpu",
+                seed=plan.seed, deterministic=True, close_mosaic=1,
+                project=str(work / "train"), name=name, exist_ok=True, verbose=False)
+    model.train(**{**args, **over})
 
 
 def train_detector_stage(plan: TrainPlan, start: Path, stage: int, epochs: int, lr: float,
@@ -125,11 +139,8 @@ def train_detector_stage(plan: TrainPlan, start: Path, stage: int, epochs: int, 
     t0 = time.time()
     model = YOLO(str(start))
     name = f"detector_stage{stage}"
-    model.train(data=str(data_yaml), epochs=epochs, imgsz=plan.det_imgsz,
-                batch=plan.det_batch, workers=2, amp=False, plots=False, device="cpu",
-                seed=plan.seed, deterministic=True, close_mosaic=1, warmup_epochs=0,
-                optimizer="AdamW", lr0=lr, project=str(work / "train"),
-                name=name, exist_ok=True, verbose=False)
+    _train_yolo(model, plan, data_yaml, work, name, epochs=epochs, warmup_epochs=0,
+                optimizer="AdamW", lr0=lr)
     log(f"[detector] stage {stage} ({data}) trained in {time.time() - t0:.0f} s")
     return work / "train" / name / "weights" / "best.pt"
 
