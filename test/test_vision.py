@@ -498,6 +498,11 @@ def test_the_benchmark_without_latency_frames_scores_accuracy_only(monkeypatch):
                                    mujoco_scenes=0, log=lambda m: None)
     assert "latency_16_vials" not in res and res["sets"]["2d"]["synthetic"]["matched_vials"] > 0
     assert "latency" not in evaluation.report(res)
+    # And the other way round (--scenes 0 --mujoco-scenes 0): timing only, no empty seed range.
+    timing = evaluation.run_benchmark(scenes=0, heinsight_scenes=0, latency_frames=1,
+                                      mujoco_scenes=0, log=lambda m: None)
+    assert timing["held_out_seeds"] == {} and not timing["sets"]
+    assert "scenes:" not in evaluation.report(timing) and "latency" in evaluation.report(timing)
     with pytest.raises(SystemExit):
         build_parser().parse_args(["eval", "--latency-frames", "-1"])
     assert build_parser().parse_args(["eval", "--latency-frames", "0"]).latency_frames == 0

@@ -78,7 +78,7 @@ def run_benchmark(scenes: int = 200, heinsight_scenes: int = 10, latency_frames:
 
     out: dict = {"machine": {"cpu_threads": torch.get_num_threads(),
                              "processor": platform.processor() or platform.machine()},
-                 split: {"2d": [base, base + scenes]},
+                 split: {"2d": [base, base + scenes]} if scenes else {},
                  "sets": {}}
     syn_conf = float(cfg["backends"]["synthetic"].get("conf", 0.3))
     # Accuracy: detections down to conf 0.01 for AP; the rest at the deployed threshold.
