@@ -410,6 +410,43 @@ def test_metrics_score_an_oracle_perfectly_and_a_wrong_reader_badly():
     assert "2d scenes" in text
 
 
+def test_paired_bootstrap_sees_a_steady_difference_that_side_by_side_intervals_miss():
+    from mobile_chemist.vision.metrics import paired_scene_bootstrap, scene_bootstrap
+
+    rng = np.random.default_rng(1)
+    n = 30
+    scene = np.repeat(np.arange(n), 8)
+    hardness = np.repeat(rng.uniform(0.0, 0.2, n), 8)   # shared by both models in a scene
+    a = hardness + rng.normal(0, 0.002, len(scene))
+    b = a + 0.01                                        # b is worse by 0.01 everywhere
+    lo_a, hi_a = scene_bootstrap(a, scene, np.mean)
+    lo_b, hi_b = scene_bootstrap(b, scene, np.mean)
+    assert lo_b < hi_a, "side by side, the intervals overlap"
+    assert paired_scene_bootstrap(a, scene, b, scene, n, np.mean) == pytest.approx([0.01, 0.01])
+    assert paired_scene_bootstrap(a, scene, a, scene, n, np.mean) == [0.0, 0.0]
+    # Values pair by scene, not by position: the same vials listed in another order.
+    order = rng.permutation(len(scene))
+    assert paired_scene_bootstrap(a, scene, b[order], scene[order], n, np.mean) == \
+        pytest.approx([0.01, 0.01])
+
+
+@pytest.mark.skipif(not HAVE_MODELS, reason="models/ not trained")
+def test_comparing_a_config_with_itself_finds_no_difference(monkeypatch):
+    from mobile_chemist.vision import evaluation
+    from mobile_chemist.vision.synthetic import VAL_SEED_BASE
+
+    monkeypatch.setattr(evaluation, "iter_scenes", lambda seeds, renderer="2d", workers=1:
+                        [render_scene(s) for s in seeds])
+    res = evaluation.compare(None, REPO / "config" / "vision.yaml", scenes=3, mujoco_scenes=0,
+                             log=lambda m: None)
+    for name in ("phase_accuracy", "fill_error_p95"):
+        r = res["sets"]["2d"][name]
+        assert r["base"] == r["candidate"] and r["difference"] == 0
+        assert r["difference_ci95"] == [0.0, 0.0]
+    assert res["validation_seeds"] == VAL_SEED_BASE
+    assert "difference +0.000" in evaluation.report_comparison(res)
+
+
 def test_scene_bootstrap_resamples_whole_scenes():
     """The interval of a figure comes from resampling scenes, not single vials."""
     from mobile_chemist.vision.metrics import scene_bootstrap

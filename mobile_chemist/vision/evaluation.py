@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from mobile_chemist.vision.classes import HEINSIGHT_BLIND, Phase
-from mobile_chemist.vision.metrics import evaluate
+from mobile_chemist.vision.metrics import evaluate, paired_scene_bootstrap, summarise, tally
 from mobile_chemist.vision.pipeline import VisionPipeline, load_config
 from mobile_chemist.vision.scenes import iter_scenes
 from mobile_chemist.vision.synthetic import EVAL_SEED_BASE, VAL_SEED_BASE
@@ -123,6 +123,60 @@ def run_benchmark(scenes: int = 200, heinsight_scenes: int = 10, latency_frames:
         out["latency_16_vials"]["heinsight"] = latency(hpipe, max(2, latency_frames // 5),
                                                        warmup=1)
     return out
+
+
+def compare(base: str | Path | None, candidate: str | Path, scenes: int = 200,
+            mujoco_scenes: int = 100, workers: int = 2, validation: bool = True,
+            log=print) -> dict:
+    """Two vision configs (each naming its weights) on the same scenes, with the paired
+    95 % interval of each difference (candidate - base) over resampled scenes.
+
+    Validation seeds by default: a comparison chooses between models, and choices are
+    made there.
+    """
+    base_seed = VAL_SEED_BASE if validation else EVAL_SEED_BASE
+    cfgs = {"base": load_config(base), "candidate": load_config(candidate)}
+    pipes = {k: VisionPipeline(_with(c, "synthetic", conf=0.01)) for k, c in cfgs.items()}
+    confs = {k: float(c["backends"]["synthetic"].get("conf", 0.3)) for k, c in cfgs.items()}
+    out: dict = {"configs": {"base": str(base or "config/vision.yaml"),
+                             "candidate": str(candidate)},
+                 "validation_seeds" if validation else "held_out_seeds": base_seed, "sets": {}}
+    p95 = lambda x: float(np.percentile(x, 95))  # noqa: E731
+    for renderer, n in (("2d", scenes), ("mujoco", mujoco_scenes)):
+        if not n:
+            continue
+        scene_set = list(iter_scenes(range(base_seed, base_seed + n), renderer, workers=workers))
+        t = {k: tally(pipes[k], scene_set, confs[k]) for k in pipes}
+        log(f"[compare] {n} {renderer} scenes read by both")
+        ok = {k: [a == b for a, b in t[k].content] for k in t}
+        res = {"scenes": n}
+        for name, values, stat in (("phase_accuracy", ok, np.mean),
+                                   ("fill_error_p95", {k: t[k].fill_err for k in t}, p95)):
+            res[name] = {k: float(stat(values[k])) if len(values[k]) else float("nan")
+                         for k in t}
+            res[name]["difference"] = res[name]["candidate"] - res[name]["base"]
+            res[name]["difference_ci95"] = paired_scene_bootstrap(
+                values["base"], t["base"].scene_of, values["candidate"],
+                t["candidate"].scene_of, n, stat)
+        res["any_vial_ap50"] = {k: summarise(t[k], False)["detection"]["any_vial"]["ap50"]
+                                for k in t}
+        out["sets"][renderer] = res
+    return out
+
+
+def report_comparison(res: dict) -> str:
+    """A comparison as lines: each figure for base and candidate, and the difference."""
+    lines = [f"base {res['configs']['base']}, candidate {res['configs']['candidate']}"]
+    for renderer, r in res["sets"].items():
+        lines.append(f"== {renderer}, {r['scenes']} scenes: any-vial AP50 "
+                     f"{_f(r['any_vial_ap50']['base'])} -> {_f(r['any_vial_ap50']['candidate'])}")
+        for name in ("phase_accuracy", "fill_error_p95"):
+            v = r[name]
+            lo, hi = v["difference_ci95"]
+            lines.append(f"{name}: {_f(v['base'])} -> {_f(v['candidate'])}, difference "
+                         f"{v['difference']:+.3f} (95 % CI over scenes, paired {lo:+.3f} to "
+                         f"{hi:+.3f})")
+    return "\n".join(lines)
 
 
 def _f(x: float, pct: bool = False) -> str:

@@ -88,6 +88,14 @@ def evaluate(run: Callable[[np.ndarray], list[Detection]], scenes: Iterable[Scen
              conf_threshold: float, class_agnostic: bool = False, judge_type: bool = True,
              judge_cap: bool = True) -> dict:
     """Run `run` on `scenes` and score it against their labels (see Tally)."""
+    return summarise(tally(run, scenes, conf_threshold, class_agnostic, judge_type, judge_cap),
+                     class_agnostic)
+
+
+def tally(run: Callable[[np.ndarray], list[Detection]], scenes: Iterable[Scene],
+          conf_threshold: float, class_agnostic: bool = False, judge_type: bool = True,
+          judge_cap: bool = True) -> Tally:
+    """What `evaluate` scores: every detection and matched vial of `run` on `scenes`."""
     t = Tally()
     for k_scene, scene in enumerate(scenes):
         t0 = time.perf_counter()
@@ -132,7 +140,7 @@ def evaluate(run: Callable[[np.ndarray], list[Detection]], scenes: Iterable[Scen
                 t.fill_err.append(abs(d.fill_level - v.fill_level))
             else:
                 t.fill_err.append(1.0)
-    return summarise(t, class_agnostic)
+    return t
 
 
 def scene_bootstrap(values: Sequence[float], scene_of: Sequence[int],
@@ -153,6 +161,33 @@ def scene_bootstrap(values: Sequence[float], scene_of: Sequence[int],
                                                                        len(groups))]))
              for _ in range(reps)]
     return [float(np.percentile(stats, 2.5)), float(np.percentile(stats, 97.5))]
+
+
+def paired_scene_bootstrap(a: Sequence[float], a_scene: Sequence[int], b: Sequence[float],
+                           b_scene: Sequence[int], n_scenes: int,
+                           statistic: Callable[[np.ndarray], float], reps: int = 1000,
+                           seed: int = 0) -> list[float]:
+    """95 % interval of statistic(b) - statistic(a), both taken over the same resampled scenes.
+
+    Two models read on the same scenes share each scene's difficulty; resampling the scenes
+    together cancels it, so the interval of the difference is narrower than the two
+    intervals of scene_bootstrap side by side.
+    """
+    def by_scene(values, scene_of):
+        values, scene_of = np.asarray(values, dtype=float), np.asarray(scene_of)
+        return [values[scene_of == k] for k in range(n_scenes)]
+
+    ga, gb = by_scene(a, a_scene), by_scene(b, b_scene)
+    rng = np.random.default_rng(seed)
+    diffs = []
+    for _ in range(reps):
+        idx = rng.integers(0, n_scenes, n_scenes)
+        xa, xb = (np.concatenate([g[i] for i in idx]) for g in (ga, gb))
+        if len(xa) and len(xb):
+            diffs.append(statistic(xb) - statistic(xa))
+    if not diffs:
+        return [float("nan"), float("nan")]
+    return [float(np.percentile(diffs, 2.5)), float(np.percentile(diffs, 97.5))]
 
 
 def summarise(t: Tally, class_agnostic: bool) -> dict:
