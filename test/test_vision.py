@@ -443,6 +443,8 @@ def test_comparing_a_config_with_itself_finds_no_difference(monkeypatch):
         r = res["sets"]["2d"][name]
         assert r["base"] == r["candidate"] and r["difference"] == 0
         assert r["difference_ci95"] == [0.0, 0.0]
+    two = res["sets"]["2d"]["map50_types"]
+    assert two["base"] == two["candidate"] > 0.5
     assert res["validation_seeds"] == VAL_SEED_BASE
     assert "difference +0.000" in evaluation.report_comparison(res)
 

@@ -158,8 +158,9 @@ def compare(base: str | Path | None, candidate: str | Path, scenes: int = 200,
             res[name]["difference_ci95"] = paired_scene_bootstrap(
                 values["base"], t["base"].scene_of, values["candidate"],
                 t["candidate"].scene_of, n, stat)
-        res["any_vial_ap50"] = {k: summarise(t[k], False)["detection"]["any_vial"]["ap50"]
-                                for k in t}
+        summary = {k: summarise(t[k], False) for k in t}
+        res["any_vial_ap50"] = {k: summary[k]["detection"]["any_vial"]["ap50"] for k in t}
+        res["map50_types"] = {k: summary[k]["detection"]["map50"] for k in t}
         out["sets"][renderer] = res
     return out
 
@@ -169,7 +170,9 @@ def report_comparison(res: dict) -> str:
     lines = [f"base {res['configs']['base']}, candidate {res['configs']['candidate']}"]
     for renderer, r in res["sets"].items():
         lines.append(f"== {renderer}, {r['scenes']} scenes: any-vial AP50 "
-                     f"{_f(r['any_vial_ap50']['base'])} -> {_f(r['any_vial_ap50']['candidate'])}")
+                     f"{_f(r['any_vial_ap50']['base'])} -> {_f(r['any_vial_ap50']['candidate'])}"
+                     f", mAP50 over types {_f(r['map50_types']['base'])} -> "
+                     f"{_f(r['map50_types']['candidate'])}")
         for name in ("phase_accuracy", "fill_error_p95"):
             v = r[name]
             lo, hi = v["difference_ci95"]
