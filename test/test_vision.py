@@ -625,6 +625,29 @@ def test_the_plan_can_add_rack_camera_views_to_both_training_sets(monkeypatch, t
     assert (parsed.seg_mujoco_rack_scenes, parsed.det_mujoco_rack_images) == (500, 100)
 
 
+def test_the_segmenter_trains_on_the_plans_threads_not_what_ultralytics_left(monkeypatch,
+                                                                              tmp_path):
+    """In one `vision train` run the detector trains first, and ultralytics leaves torch at
+    cpu_count - 1 threads; the segmenter must train on the plan's count anyway."""
+    import torch
+    from mobile_chemist.vision import segmenter, train
+    from mobile_chemist.vision.cli import build_parser, plan_from_args
+
+    seen = []
+    monkeypatch.setattr(train, "segmenter_data", lambda plan, work, log: _tiny_crops())
+    monkeypatch.setattr(segmenter, "train_segmenter",
+                        lambda data, out, **kw: seen.append(torch.get_num_threads()) or out)
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)   # what ultralytics leaves on a 2-core machine
+    try:
+        train.train_phase_segmenter(train.TrainPlan(seg_threads=3), tmp_path, log=lambda _: None)
+    finally:
+        torch.set_num_threads(before)
+    assert seen == [3]
+    assert plan_from_args(build_parser().parse_args(["train", "--seg-threads", "4"])
+                          ).seg_threads == 4
+
+
 def _tiny_crops():
     from mobile_chemist.vision.segmenter import CropSet
     return CropSet(np.zeros((2, 4, 4, 3), np.uint8), np.zeros((2, 4), np.int64),

@@ -110,6 +110,7 @@ def build_parser(prog: str = "mobile-chemist vision") -> argparse.ArgumentParser
     t.add_argument("--seg-flip", action="store_true", default=None,
                    help="mirror half the segmenter's training crops")
     t.add_argument("--seg-device", help="torch device for the segmenter (cpu, cuda)")
+    t.add_argument("--seg-threads", type=int, help="torch CPU threads for the segmenter")
     t.add_argument("--workers", type=int, help="scene rendering processes")
     t.set_defaults(func=_train)
     e = sub.add_parser("eval", help="benchmark both backends on held-out synthetic scenes")

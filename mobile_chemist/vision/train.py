@@ -58,6 +58,9 @@ class TrainPlan:
     seg_batch: int = 64              # crops per step (the max lr stays 3e-3)
     seg_flip: bool = True            # mirror half the training crops (left to right)
     seg_device: str = "cpu"          # torch device the segmenter trained on
+    # torch CPU threads while the segmenter trains. Set, not inherited: after the detector
+    # trains in the same process, ultralytics has left torch at cpu_count - 1.
+    seg_threads: int = 2
     seed: int = 0
     workers: int = 2                 # scene rendering processes
 
@@ -192,6 +195,10 @@ def train_phase_segmenter(plan: TrainPlan, work: Path = WORK, log=print) -> Path
 
     data = segmenter_data(plan, work, log)
     log(f"[segmenter] {len(data)} crops")
+    if plan.seg_threads:
+        import torch
+
+        torch.set_num_threads(plan.seg_threads)
     common = dict(seed=plan.seed, width=plan.seg_width, batch=plan.seg_batch,
                   device=plan.seg_device, flip=plan.seg_flip, log=log)
     out = train_segmenter(data, work / "train" / "phase_segmenter.pt",
