@@ -12,7 +12,13 @@ from pathlib import Path
 import numpy as np
 
 from mobile_chemist.vision.classes import HEINSIGHT_BLIND, Phase
-from mobile_chemist.vision.metrics import evaluate, paired_scene_bootstrap, summarise, tally
+from mobile_chemist.vision.metrics import (
+    evaluate,
+    p95,
+    paired_scene_bootstrap,
+    summarise,
+    tally,
+)
 from mobile_chemist.vision.pipeline import VisionPipeline, load_config
 from mobile_chemist.vision.scenes import iter_scenes
 from mobile_chemist.vision.synthetic import EVAL_SEED_BASE, VAL_SEED_BASE
@@ -141,7 +147,6 @@ def compare(base: str | Path | None, candidate: str | Path, scenes: int = 200,
     out: dict = {"configs": {"base": str(base or "config/vision.yaml"),
                              "candidate": str(candidate)},
                  "validation_seeds" if validation else "held_out_seeds": base_seed, "sets": {}}
-    p95 = lambda x: float(np.percentile(x, 95))  # noqa: E731
     for renderer, n in (("2d", scenes), ("mujoco", mujoco_scenes)):
         if not n:
             continue

@@ -143,6 +143,27 @@ def tally(run: Callable[[np.ndarray], list[Detection]], scenes: Iterable[Scene],
     return t
 
 
+def p95(values: Sequence[float]) -> float:
+    """The 95th percentile (the benchmark's fill-level error figure)."""
+    return float(np.percentile(values, 95))
+
+
+def _by_scene(values: Sequence[float], scene_of: Sequence[int], scenes) -> list[np.ndarray]:
+    values, scene_of = np.asarray(values, dtype=float), np.asarray(scene_of)
+    return [values[scene_of == k] for k in scenes]
+
+
+def _interval(draw: Callable[[np.ndarray], float | None], n: int, reps: int,
+              seed: int) -> list[float]:
+    """2.5th and 97.5th percentiles of draw(scene indices) over `reps` resamples of `n`
+    scenes with replacement; a draw that returns None is left out."""
+    rng = np.random.default_rng(seed)
+    stats = [s for s in (draw(rng.integers(0, n, n)) for _ in range(reps)) if s is not None]
+    if not stats:
+        return [float("nan"), float("nan")]
+    return [float(np.percentile(stats, 2.5)), float(np.percentile(stats, 97.5))]
+
+
 def scene_bootstrap(values: Sequence[float], scene_of: Sequence[int],
                     statistic: Callable[[np.ndarray], float], reps: int = 1000,
                     seed: int = 0) -> list[float]:
@@ -152,15 +173,11 @@ def scene_bootstrap(values: Sequence[float], scene_of: Sequence[int],
     100 scenes is only as steady as 100 draws; the interval says how far another set of as
     many scenes could move it.
     """
-    values, scene_of = np.asarray(values, dtype=float), np.asarray(scene_of)
-    if not len(values):
+    groups = _by_scene(values, scene_of, np.unique(np.asarray(scene_of)))
+    if not groups:
         return [float("nan"), float("nan")]
-    groups = [values[scene_of == k] for k in np.unique(scene_of)]
-    rng = np.random.default_rng(seed)
-    stats = [statistic(np.concatenate([groups[i] for i in rng.integers(0, len(groups),
-                                                                       len(groups))]))
-             for _ in range(reps)]
-    return [float(np.percentile(stats, 2.5)), float(np.percentile(stats, 97.5))]
+    return _interval(lambda idx: statistic(np.concatenate([groups[i] for i in idx])),
+                     len(groups), reps, seed)
 
 
 def paired_scene_bootstrap(a: Sequence[float], a_scene: Sequence[int], b: Sequence[float],
@@ -173,21 +190,13 @@ def paired_scene_bootstrap(a: Sequence[float], a_scene: Sequence[int], b: Sequen
     together cancels it, so the interval of the difference is narrower than the two
     intervals of scene_bootstrap side by side.
     """
-    def by_scene(values, scene_of):
-        values, scene_of = np.asarray(values, dtype=float), np.asarray(scene_of)
-        return [values[scene_of == k] for k in range(n_scenes)]
+    ga, gb = (_by_scene(v, k, range(n_scenes)) for v, k in ((a, a_scene), (b, b_scene)))
 
-    ga, gb = by_scene(a, a_scene), by_scene(b, b_scene)
-    rng = np.random.default_rng(seed)
-    diffs = []
-    for _ in range(reps):
-        idx = rng.integers(0, n_scenes, n_scenes)
+    def draw(idx):
         xa, xb = (np.concatenate([g[i] for i in idx]) for g in (ga, gb))
-        if len(xa) and len(xb):
-            diffs.append(statistic(xb) - statistic(xa))
-    if not diffs:
-        return [float("nan"), float("nan")]
-    return [float(np.percentile(diffs, 2.5)), float(np.percentile(diffs, 97.5))]
+        return statistic(xb) - statistic(xa) if len(xa) and len(xb) else None
+
+    return _interval(draw, n_scenes, reps, seed)
 
 
 def summarise(t: Tally, class_agnostic: bool) -> dict:
@@ -231,9 +240,8 @@ def summarise(t: Tally, class_agnostic: bool) -> dict:
         "phase_confusion": confusion.tolist(),
         "fill_error": {"n": len(fe),
                        "mean": float(fe.mean()) if len(fe) else float("nan"),
-                       "p95": float(np.percentile(fe, 95)) if len(fe) else float("nan"),
-                       "p95_ci95": scene_bootstrap(fe, t.scene_of,
-                                                   lambda x: np.percentile(x, 95))},
+                       "p95": p95(fe) if len(fe) else float("nan"),
+                       "p95_ci95": scene_bootstrap(fe, t.scene_of, p95)},
         "matched_vials": len(t.content),
         "latency_ms": {"mean": float(lat.mean()) if len(lat) else float("nan"),
                        "p95": float(np.percentile(lat, 95)) if len(lat) else float("nan")},
