@@ -1,6 +1,7 @@
 """Vision on the simulated campaign's own racks, as the campaign's inspect steps see them.
 
     python bench/campaign_racks.py [--racks 4] [--looks 3] [--renderers mujoco 2d] [--worst N]
+                                   [--config config/vision.yaml]
 
 Racks of one campaign batch each (20 mL headspace vials; the controls of
 config/campaign.yaml and formulations drawn like the optimizer's candidates, solid and
@@ -10,12 +11,13 @@ camera (`vision/rack_camera.py`, config/vision.yaml `sim_camera`) at two workflo
 * after the capper: solid under clear liquid, capped, except one open vial in eight;
 * after the sonicator: the solid dispersed, a turbid suspension (`heterogeneous`).
 
-Each image is read by the deployed pipeline and scored against the renderer's labels:
-vials found, caps read right, the content class read for each state, "solid seen" (what
-an `expect: {no_phase: [solid]}` check judges: a solid layer or a solid content class,
-split by whether the vial holds a solid layer in truth) and the fill-level error, split
-by sample volume (the campaign's 0.5-5 mL fill a 20 mL vial only 2-25 %). These figures
-decide which inspections config/workflow.yaml can afford (README, "Vision checks in the
+Each image is read by the deployed pipeline (or by the one a `--config` copy of
+config/vision.yaml names) and scored against the renderer's labels: vials found, caps
+read right, the content class read for each state, "solid seen" (what an `expect:
+{no_phase: [solid]}` check judges: a solid layer or a solid content class, split by
+whether the vial holds a solid layer in truth) and the fill-level error, split by sample
+volume (the campaign's 0.5-5 mL fill a 20 mL vial only 2-25 %). These figures decide
+which inspections config/workflow.yaml can afford (README, "Vision checks in the
 campaign").
 """
 
@@ -94,7 +96,7 @@ def after(rack, point: str, rng: np.random.Generator):
     return out
 
 
-def measure(renderer: str, racks, looks: int, seed: int) -> dict:
+def measure(renderer: str, racks, looks: int, seed: int, config: str | None = None) -> dict:
     from mobile_chemist.vision.metrics import match
 
     cfg = dataclasses.replace(load_sim_camera_settings(), renderer=renderer)
@@ -111,7 +113,7 @@ def measure(renderer: str, racks, looks: int, seed: int) -> dict:
                     scene = camera.capture(vials, point)
                     if pipeline is None:  # torch only after the first MuJoCo worker exists
                         from mobile_chemist.vision.pipeline import VisionPipeline
-                        pipeline = VisionPipeline()
+                        pipeline = VisionPipeline(config)
                     dets = pipeline(scene.image)
                     tally["vials"] += len(scene.vials)
                     for i, j in match(dets, scene.vials):
@@ -168,11 +170,13 @@ def main() -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--worst", type=int, default=0, metavar="N",
                    help="also list the N looks with the largest fill-level error")
+    p.add_argument("--config", help="a vision config naming other weights (default: the "
+                   "deployed config/vision.yaml)")
     args = p.parse_args()
     racks = campaign_racks(args.racks, args.seed)
     for renderer in args.renderers:
-        print(report(renderer, measure(renderer, racks, args.looks, args.seed), args.worst),
-              flush=True)
+        tally = measure(renderer, racks, args.looks, args.seed, args.config)
+        print(report(renderer, tally, args.worst), flush=True)
     return 0
 
 
