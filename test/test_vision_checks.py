@@ -128,8 +128,8 @@ def test_inspection_looks_again_before_it_fails_a_vial():
 
 def test_real_vision_on_the_mujoco_rack_camera_finds_the_open_vial():
     """The simulated camera's MuJoCo image, read by the project's models, fails exactly the
-    vial the sim left uncapped (bench/campaign_racks.py: 384 of 384 caps read right on such
-    racks, 382 with earlier models; one wrong look does not fail a vial)."""
+    vial the sim left uncapped (bench/campaign_racks.py: 383 of 384 caps read right on such
+    racks, 384 and 382 with earlier models; one wrong look does not fail a vial)."""
     pytest.importorskip("mujoco")
     from mobile_chemist.vision.pipeline import VisionPipeline
 
