@@ -11,7 +11,7 @@ one unless `--segmenter`) reads the same matched vials on the detector's boxes a
 true boxes and on the detector's boxes with the true left and right edges (so the
 horizontal error alone is removed); the fill-level error p95 of each is printed, overall
 and by how far the box centre sits off the vial's, so that a fill tail can be traced to
-box placement or not.
+box placement or not, and off-centre boxes split by the side they lean to.
 """
 
 from __future__ import annotations
@@ -92,13 +92,18 @@ def main() -> int:
                       f"p95 {_p(e[:, k], 95):+.3f}")
             print(f"    fill p95 on detector boxes {_p(fd, 95):.3f}, with the true left and "
                   f"right edges {_p(fx, 95):.3f}, on true boxes {_p(ft, 95):.3f}")
-            dx = np.abs((e[:, 0] + e[:, 1]) / 2)   # box centre off the vial's, in widths
+            shift = (e[:, 0] + e[:, 1]) / 2   # box centre off the vial's, in widths, + = right
+            dx = np.abs(shift)
             for lo, hi in ((0, 0.05), (0.05, 0.1), (0.1, 1e9)):
                 sel = (dx >= lo) & (dx < hi)
                 if sel.any():
                     span = f"{lo:.2f}-{hi:.2f}" if hi < 1e9 else f">= {lo:.2f}"
                     print(f"    centre off by {span} widths: {sel.sum()} vials, "
                           f"fill p95 {_p(fd[sel], 95):.3f} (true boxes {_p(ft[sel], 95):.3f})")
+                    if lo > 0:  # which way: a glass edge in the crop may read as a surface
+                        for side, s in (("left", sel & (shift < 0)), ("right", sel & (shift > 0))):
+                            print(f"      to the {side}: {s.sum()} vials, "
+                                  f"fill p95 {_p(fd[s], 95):.3f}")
     return 0
 
 
