@@ -100,7 +100,7 @@ def main() -> int:
                     span = f"{lo:.2f}-{hi:.2f}" if hi < 1e9 else f">= {lo:.2f}"
                     print(f"    centre off by {span} widths: {sel.sum()} vials, "
                           f"fill p95 {_p(fd[sel], 95):.3f} (true boxes {_p(ft[sel], 95):.3f})")
-                    if lo > 0:  # which way: a glass edge in the crop may read as a surface
+                    if lo > 0:  # which way it leans, for off-centre boxes only
                         for side, s in (("left", sel & (shift < 0)), ("right", sel & (shift > 0))):
                             print(f"      to the {side}: {s.sum()} vials, "
                                   f"fill p95 {_p(fd[s], 95):.3f}")
