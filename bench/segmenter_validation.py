@@ -29,8 +29,28 @@ from mobile_chemist.vision.scenes import SCENE_KINDS, iter_scenes  # noqa: E402
 from mobile_chemist.vision.synthetic import EVAL_SEED_BASE, VAL_SEED_BASE  # noqa: E402
 
 
-def _details(name: str, ok: np.ndarray, fill: np.ndarray, pairs: list, heights: np.ndarray) -> str:
-    lines = [f"  {name}: commonest confusions (truth -> read: vials, median fill error)"]
+def fill_parts(reading, truth) -> tuple[float, float]:
+    """Fill-level error with the glass extent taken from the truth (the read liquid top
+    kept), and with the liquid top taken from the truth (the read glass kept): which of
+    the two a fill error comes from."""
+    err = abs(reading.fill_level - truth.fill_level)
+    if not np.isfinite(reading.glass_top):   # no glass read: nothing to split
+        return err, err
+    height = truth.glass_bottom - truth.glass_top
+    read_top = reading.glass_bottom - reading.fill_level * (reading.glass_bottom - reading.glass_top)
+    true_top = truth.glass_bottom - truth.fill_level * height
+    with_glass = (truth.glass_bottom - read_top) / height
+    with_top = ((reading.glass_bottom - true_top) / (reading.glass_bottom - reading.glass_top)
+                if truth.fill_level > 0 else 0.0)
+    return abs(with_glass - truth.fill_level), abs(with_top - truth.fill_level)
+
+
+def _details(name: str, ok: np.ndarray, fill: np.ndarray, pairs: list, heights: np.ndarray,
+             parts: np.ndarray) -> str:
+    lines = [f"  {name}: fill p95 {np.percentile(fill, 95):.3f}; with the true glass extent "
+             f"{np.percentile(parts[:, 0], 95):.3f}, with the true liquid top "
+             f"{np.percentile(parts[:, 1], 95):.3f}",
+             f"  {name}: commonest confusions (truth -> read: vials, median fill error)"]
     wrong = Counter(p for p, good in zip(pairs, ok) if not good)
     for (truth, read), n in wrong.most_common(5):
         errs = [f for p, f in zip(pairs, fill) if p == (truth, read)]
@@ -50,8 +70,9 @@ def main() -> int:
     p.add_argument("--scenes", type=int, default=60)
     p.add_argument("--head-weight", type=float, default=30.0)
     p.add_argument("--details", action="store_true",
-                   help="also the commonest confusions (with their fill error) and the "
-                        "figures by vial height, with flip averaging")
+                   help="also the fill error split into glass extent and liquid top, the "
+                        "commonest confusions (with their fill error) and the figures by "
+                        "vial height, with flip averaging")
     p.add_argument("--held-out", action="store_true",
                    help="bench/vision.py's held-out scenes (10 000 000 up) instead")
     p.add_argument("--kind", choices=SCENE_KINDS, default="random",
@@ -68,7 +89,7 @@ def main() -> int:
             seg = Segmenter(weights, head_weight=args.head_weight, flip_average=flip)
             parts = []
             for name, scenes in sets.items():
-                ok, fill, typ, pairs, heights = [], [], [], [], []
+                ok, fill, typ, pairs, heights, split = [], [], [], [], [], []
                 for sc in scenes:
                     for v, r in zip(sc.vials, seg.read(sc.image, [v.box for v in sc.vials])):
                         ok.append(int(r.content) == v.content)
@@ -76,11 +97,12 @@ def main() -> int:
                         typ.append(int(r.vial_type) == v.vial_type)
                         pairs.append((Phase(v.content).label, Phase(int(r.content)).label))
                         heights.append(v.box[3] - v.box[1])
+                        split.append(fill_parts(r, v))
                 parts.append(f"{name}: phase {np.mean(ok):.3f} fill p95 "
                              f"{np.percentile(fill, 95):.3f} type {np.mean(typ):.3f}")
                 if args.details and flip:
                     details.append(_details(name, np.array(ok), np.array(fill), pairs,
-                                            np.array(heights)))
+                                            np.array(heights), np.array(split)))
             print(f"{Path(weights).name} {'flip' if flip else 'plain'}  " + " | ".join(parts))
             for text in details:
                 print(text)

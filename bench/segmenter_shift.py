@@ -1,0 +1,78 @@
+"""How far a box may sit off a vial before the phase segmenter reads it worse.
+
+    python bench/segmenter_shift.py [--segmenter PATH] [--scenes 100] [--held-out]
+                                    [--kind random|rack]
+
+On validation scenes of both generators, the segmenter reads every vial on its true box
+moved sideways by set fractions of the vial's width (negative = left), and on true boxes
+made narrower or wider by the same fractions on each side; for each, the fill-level error
+p95 and the content-class accuracy are printed. A detector's boxes sit off by a few
+hundredths of a width (bench/detector_boxes.py); this says what that costs by itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from mobile_chemist.vision.scenes import SCENE_KINDS, iter_scenes  # noqa: E402
+from mobile_chemist.vision.synthetic import EVAL_SEED_BASE, VAL_SEED_BASE  # noqa: E402
+
+STEPS = (-0.10, -0.06, -0.03, 0.0, 0.03, 0.06, 0.10)
+
+
+def moved(box, shift: float = 0.0, grow: float = 0.0) -> tuple[float, float, float, float]:
+    """`box` moved right by `shift` widths and widened by `grow` widths on each side."""
+    w = box[2] - box[0]
+    return (box[0] + (shift - grow) * w, box[1], box[2] + (shift + grow) * w, box[3])
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--segmenter", default=str(REPO / "models" / "phase_segmenter.pt"))
+    p.add_argument("--scenes", type=int, default=100)
+    p.add_argument("--held-out", action="store_true",
+                   help="bench/vision.py's held-out scenes instead (a diagnosis, never a choice)")
+    p.add_argument("--kind", choices=SCENE_KINDS, default="random")
+    args = p.parse_args()
+    base = EVAL_SEED_BASE if args.held_out else VAL_SEED_BASE
+    seeds = range(base, base + args.scenes)
+    sets = {r: list(iter_scenes(seeds, r, workers=2, kind=args.kind)) for r in ("2d", "mujoco")}
+    # torch only after MuJoCo's workers are done (EGL and torch crash in one process).
+    from mobile_chemist.vision.pipeline import load_config
+    from mobile_chemist.vision.segmenter import Segmenter
+
+    cfg = load_config()
+    syn = cfg["backends"]["synthetic"]
+    refine = bool(syn.get("refine"))
+    segmenter = Segmenter(args.segmenter, threads=cfg.get("threads"),
+                          head_weight=float(syn.get("head_weight", 0.0)),
+                          flip_average=bool(syn.get("flip_average")))
+    variants = [("shift", s) for s in STEPS] + [("grow", g) for g in STEPS if g]
+    print(f"== {args.segmenter}")
+    for name, scenes in sets.items():
+        n = sum(len(sc.vials) for sc in scenes)
+        print(f"  {name}: {n} vials on true boxes changed by a fraction of their width")
+        print(f"    {'change':>14s}  {'fill p95':>8s}  {'fill mean':>9s}  {'content acc':>11s}")
+        for kind, f in variants:
+            fill, right = [], []
+            for sc in scenes:
+                boxes = [moved(v.box, shift=f) if kind == "shift" else moved(v.box, grow=f)
+                         for v in sc.vials]
+                for v, r in zip(sc.vials, segmenter.read(sc.image, boxes, refine=refine)):
+                    fill.append(abs(r.fill_level - v.fill_level))
+                    right.append(int(r.content) == v.content)
+            label = f"{kind} {f:+.2f}"
+            print(f"    {label:>14s}  {np.percentile(fill, 95):8.3f}  {np.mean(fill):9.3f}  "
+                  f"{np.mean(right):11.3f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,38 @@
+"""The helpers of the vision diagnostics in bench/ on answers worked out by hand."""
+
+import importlib.util
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[1] / "bench"
+
+
+def _load(name):
+    spec = importlib.util.spec_from_file_location(name, BENCH / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_a_box_moves_and_grows_by_fractions_of_its_width():
+    moved = _load("segmenter_shift").moved
+    assert moved((10, 0, 30, 50), shift=0.1) == pytest.approx((12, 0, 32, 50))
+    assert moved((10, 0, 30, 50), shift=-0.1) == pytest.approx((8, 0, 28, 50))
+    assert moved((10, 0, 30, 50), grow=0.1) == pytest.approx((8, 0, 32, 50))
+    assert moved((10, 0, 30, 50), grow=-0.1) == pytest.approx((12, 0, 28, 50))
+
+
+def test_a_fill_error_is_traced_to_the_glass_or_to_the_liquid_top():
+    fill_parts = _load("segmenter_validation").fill_parts
+    truth = SimpleNamespace(glass_top=100.0, glass_bottom=200.0, fill_level=0.5)  # top at 150
+    # Glass top read 10 px low, liquid top right: 50 / 90 of the glass read as filled.
+    wrong_glass = SimpleNamespace(glass_top=110.0, glass_bottom=200.0, fill_level=50 / 90)
+    assert fill_parts(wrong_glass, truth) == pytest.approx((0.0, 50 / 90 - 0.5))
+    # Glass right, liquid top read 10 px low.
+    wrong_top = SimpleNamespace(glass_top=100.0, glass_bottom=200.0, fill_level=0.4)
+    assert fill_parts(wrong_top, truth) == pytest.approx((0.1, 0.0))
+    # No glass read at all: the whole error stays in both.
+    none = SimpleNamespace(glass_top=float("nan"), glass_bottom=float("nan"), fill_level=0.0)
+    assert fill_parts(none, truth) == pytest.approx((0.5, 0.5))
