@@ -21,8 +21,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from mobile_chemist.vision.scenes import SCENE_KINDS, iter_scenes  # noqa: E402
-from mobile_chemist.vision.synthetic import EVAL_SEED_BASE, VAL_SEED_BASE  # noqa: E402
+from mobile_chemist.vision.scenes import add_scene_arguments, scene_sets  # noqa: E402
 
 STEPS = (-0.10, -0.06, -0.03, 0.0, 0.03, 0.06, 0.10)
 
@@ -36,15 +35,9 @@ def moved(box, shift: float = 0.0, grow: float = 0.0) -> tuple[float, float, flo
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--segmenter", default=str(REPO / "models" / "phase_segmenter.pt"))
-    p.add_argument("--scenes", type=int, default=100)
-    p.add_argument("--held-out", action="store_true",
-                   help="bench/vision.py's held-out scenes instead (a diagnosis, never a choice)")
-    p.add_argument("--kind", choices=SCENE_KINDS, default="random")
+    add_scene_arguments(p)
     args = p.parse_args()
-    base = EVAL_SEED_BASE if args.held_out else VAL_SEED_BASE
-    seeds = range(base, base + args.scenes)
-    sets = {r: list(iter_scenes(seeds, r, workers=2, kind=args.kind)) for r in ("2d", "mujoco")}
-    # torch only after MuJoCo's workers are done (EGL and torch crash in one process).
+    sets = scene_sets(args)   # before torch loads
     from mobile_chemist.vision.pipeline import load_config
     from mobile_chemist.vision.segmenter import Segmenter
 

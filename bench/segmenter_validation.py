@@ -25,8 +25,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from mobile_chemist.vision.classes import Phase  # noqa: E402
-from mobile_chemist.vision.scenes import SCENE_KINDS, iter_scenes  # noqa: E402
-from mobile_chemist.vision.synthetic import EVAL_SEED_BASE, VAL_SEED_BASE  # noqa: E402
+from mobile_chemist.vision.scenes import add_scene_arguments, scene_sets  # noqa: E402
 
 
 def fill_parts(reading, truth) -> tuple[float, float]:
@@ -67,20 +66,14 @@ def _details(name: str, ok: np.ndarray, fill: np.ndarray, pairs: list, heights: 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("weights", nargs="*", default=[str(REPO / "models" / "phase_segmenter.pt")])
-    p.add_argument("--scenes", type=int, default=60)
     p.add_argument("--head-weight", type=float, default=30.0)
     p.add_argument("--details", action="store_true",
                    help="also the fill error split into glass extent and liquid top, the "
                         "commonest confusions (with their fill error) and the figures by "
                         "vial height, with flip averaging")
-    p.add_argument("--held-out", action="store_true",
-                   help="bench/vision.py's held-out scenes (10 000 000 up) instead")
-    p.add_argument("--kind", choices=SCENE_KINDS, default="random",
-                   help="random scenes, or rack-camera views of one rack")
+    add_scene_arguments(p, scenes=60)
     args = p.parse_args()
-    base = EVAL_SEED_BASE if args.held_out else VAL_SEED_BASE
-    seeds = range(base, base + args.scenes)
-    sets = {r: list(iter_scenes(seeds, r, workers=2, kind=args.kind)) for r in ("2d", "mujoco")}
+    sets = scene_sets(args)
     from mobile_chemist.vision.segmenter import Segmenter  # torch after MuJoCo's workers
 
     details: list[str] = []

@@ -36,3 +36,22 @@ def test_a_fill_error_is_traced_to_the_glass_or_to_the_liquid_top():
     # No glass read at all: the whole error stays in both.
     none = SimpleNamespace(glass_top=float("nan"), glass_bottom=float("nan"), fill_level=0.0)
     assert fill_parts(none, truth) == pytest.approx((0.5, 0.5))
+
+
+def test_the_diagnostics_read_validation_seeds_unless_told_held_out(monkeypatch):
+    import argparse
+
+    from mobile_chemist.vision import scenes
+    from mobile_chemist.vision.synthetic import EVAL_SEED_BASE, VAL_SEED_BASE
+
+    asked = []
+    monkeypatch.setattr(scenes, "iter_scenes", lambda seeds, renderer, workers, kind: asked.append(
+        (list(seeds), renderer, kind)) or [])
+    parser = argparse.ArgumentParser()
+    scenes.add_scene_arguments(parser, scenes=60)
+    assert parser.parse_args([]).scenes == 60
+    scenes.scene_sets(parser.parse_args(["--scenes", "2"]))
+    scenes.scene_sets(parser.parse_args(["--scenes", "1", "--held-out", "--kind", "rack"]))
+    assert asked == [([VAL_SEED_BASE, VAL_SEED_BASE + 1], "2d", "random"),
+                     ([VAL_SEED_BASE, VAL_SEED_BASE + 1], "mujoco", "random"),
+                     ([EVAL_SEED_BASE], "2d", "rack"), ([EVAL_SEED_BASE], "mujoco", "rack")]

@@ -65,3 +65,24 @@ def iter_scenes(seeds: Iterable[int], renderer: str = "2d", n_vials: int | None 
     ctx = multiprocessing.get_context("spawn")
     with ctx.Pool(max(1, workers)) as pool:
         yield from pool.imap(partial(render, n_vials=n_vials), seeds, chunksize=4)
+
+
+def add_scene_arguments(parser, scenes: int = 100) -> None:
+    """The scene choice the vision diagnostics in bench/ share: how many, which seeds, which kind."""
+    parser.add_argument("--scenes", type=int, default=scenes, help="scenes of each generator")
+    parser.add_argument("--held-out", action="store_true",
+                        help="bench/vision.py's held-out scenes (10 000 000 up) instead of "
+                             "validation (a diagnosis, never a model choice)")
+    parser.add_argument("--kind", choices=SCENE_KINDS, default="random",
+                        help="random scenes, or rack-camera views of one rack")
+
+
+def scene_sets(args, workers: int = 2) -> dict[str, list[Scene]]:
+    """Both generators' scenes as `add_scene_arguments` chose them, rendered up front (MuJoCo's
+    workers must finish before torch loads: EGL and torch crash in one process)."""
+    from mobile_chemist.vision.synthetic import EVAL_SEED_BASE, VAL_SEED_BASE
+
+    base = EVAL_SEED_BASE if args.held_out else VAL_SEED_BASE
+    seeds = range(base, base + args.scenes)
+    return {r: list(iter_scenes(seeds, r, workers=workers, kind=args.kind))
+            for r in ("2d", "mujoco")}
