@@ -38,15 +38,11 @@ def main() -> int:
     add_scene_arguments(p)
     args = p.parse_args()
     sets = scene_sets(args)   # before torch loads
-    from mobile_chemist.vision.pipeline import load_config
-    from mobile_chemist.vision.segmenter import Segmenter
+    from mobile_chemist.vision.pipeline import load_config, load_segmenter
 
-    cfg = load_config()
-    syn = cfg["backends"]["synthetic"]
+    syn = dict(load_config()["backends"]["synthetic"], segmenter=args.segmenter)
     refine = bool(syn.get("refine"))
-    segmenter = Segmenter(args.segmenter, threads=cfg.get("threads"),
-                          head_weight=float(syn.get("head_weight", 0.0)),
-                          flip_average=bool(syn.get("flip_average")))
+    segmenter = load_segmenter(syn)
     variants = [("shift", s) for s in STEPS] + [("grow", g) for g in STEPS if g]
     print(f"== {args.segmenter}")
     for name, scenes in sets.items():

@@ -21,7 +21,7 @@ from mobile_chemist.vision.metrics import (
 )
 from mobile_chemist.vision.pipeline import VisionPipeline, load_config
 from mobile_chemist.vision.scenes import iter_scenes
-from mobile_chemist.vision.synthetic import EVAL_SEED_BASE, VAL_SEED_BASE
+from mobile_chemist.vision.synthetic import EVAL_SEED_BASE, scoring_seed_base
 
 #: Latency scenes: a 640 x 480 frame with one rack of 16 vials.
 LATENCY_SEED_BASE = EVAL_SEED_BASE + 500_000
@@ -78,7 +78,7 @@ def run_benchmark(scenes: int = 200, heinsight_scenes: int = 10, latency_frames:
     threshold, an input size) are chosen there, and the held-out scenes only report.
     """
     cfg = load_config(config)
-    base = VAL_SEED_BASE if validation else EVAL_SEED_BASE
+    base = scoring_seed_base(validation)
     split = "validation_seeds" if validation else "held_out_seeds"
     import torch
 
@@ -140,7 +140,7 @@ def compare(base: str | Path | None, candidate: str | Path, scenes: int = 200,
     Validation seeds by default: a comparison chooses between models, and choices are
     made there.
     """
-    base_seed = VAL_SEED_BASE if validation else EVAL_SEED_BASE
+    base_seed = scoring_seed_base(validation)
     cfgs = {"base": load_config(base), "candidate": load_config(candidate)}
     pipes = {k: VisionPipeline(_with(c, "synthetic", conf=0.01)) for k, c in cfgs.items()}
     confs = {k: float(c["backends"]["synthetic"].get("conf", 0.3)) for k, c in cfgs.items()}

@@ -122,6 +122,16 @@ def _load(loader, path: Path):
         raise ModelError(f"cannot load model {path}: {exc}") from exc
 
 
+def load_segmenter(cfg: dict, base: Path = REPO):
+    """The phase segmenter as the synthetic backend's config sets it up (its weights,
+    `head_weight`, `flip_average`); a missing or unreadable file is a ModelError."""
+    from mobile_chemist.vision.segmenter import Segmenter
+
+    return _load(lambda p: Segmenter(p, head_weight=float(cfg.get("head_weight", 0.0)),
+                                     flip_average=bool(cfg.get("flip_average", False))),
+                 resolve_path(cfg["segmenter"], base))
+
+
 #: Where the synthetic backend takes a vial's type from: the detector's class, or the
 #: segmenter's vial head (which sees the crop at 4x the detector's resolution).
 TYPE_SOURCES = ("detector", "segmenter")
@@ -138,16 +148,11 @@ class SyntheticBackend:
         self.cfg = cfg
         self.detector_path = resolve_path(cfg["detector"], base)
         self.segmenter_path = resolve_path(cfg["segmenter"], base)
-        from mobile_chemist.vision.segmenter import Segmenter
-
         self.type_from = cfg.get("type_from", "segmenter")
         if self.type_from not in TYPE_SOURCES:
             raise ValueError(f"type_from must be one of {TYPE_SOURCES}, not {self.type_from!r}")
         self.detector = _load(load_yolo, self.detector_path)
-        self.segmenter = _load(
-            lambda p: Segmenter(p, head_weight=float(cfg.get("head_weight", 0.0)),
-                                flip_average=bool(cfg.get("flip_average", False))),
-            self.segmenter_path)
+        self.segmenter = load_segmenter(cfg, base)
 
     def detect(self, image: np.ndarray) -> list[Detection]:
         # Class-agnostic NMS: two types predicted for one vial must not make two vials.

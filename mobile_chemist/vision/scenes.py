@@ -15,7 +15,8 @@ import multiprocessing
 from collections.abc import Iterable, Iterator
 from functools import partial
 
-from mobile_chemist.vision.synthetic import Scene, random_rack_view, render_rack, render_scene
+from mobile_chemist.vision.synthetic import (Scene, random_rack_view, render_rack, render_scene,
+                                             scoring_seed_base)
 
 RENDERERS = ("2d", "mujoco")
 
@@ -80,9 +81,7 @@ def add_scene_arguments(parser, scenes: int = 100) -> None:
 def scene_sets(args, workers: int = 2) -> dict[str, list[Scene]]:
     """Both generators' scenes as `add_scene_arguments` chose them, rendered up front (MuJoCo's
     workers must finish before torch loads: EGL and torch crash in one process)."""
-    from mobile_chemist.vision.synthetic import EVAL_SEED_BASE, VAL_SEED_BASE
-
-    base = EVAL_SEED_BASE if args.held_out else VAL_SEED_BASE
+    base = scoring_seed_base(validation=not args.held_out)
     seeds = range(base, base + args.scenes)
     return {r: list(iter_scenes(seeds, r, workers=workers, kind=args.kind))
             for r in ("2d", "mujoco")}

@@ -31,6 +31,12 @@ VAL_SEED_BASE = 5_000_000
 EVAL_SEED_BASE = 10_000_000
 SEG_SEED_BASE = 20_000_000
 
+
+def scoring_seed_base(validation: bool) -> int:
+    """First seed of the scenes models are scored on: validation (where settings and models
+    are chosen) or held-out (which only reports)."""
+    return VAL_SEED_BASE if validation else EVAL_SEED_BASE
+
 #: Real proportions in mm: outer diameter, glass height (cap excluded), neck width as a
 #: fraction of the diameter, neck and shoulder heights, cap height and width fraction.
 GEOMETRY = {
