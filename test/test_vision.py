@@ -106,6 +106,11 @@ def test_variants_add_settled_solids_and_low_fills(monkeypatch):
     plain = liquids()
     assert not any(Row(v.segments[-1][2]) == Row.SOLID for v in plain)
     assert min(v.fill_level for v in plain) > synthetic.LIQUID_FILL_RANGE[0]
+    # variants=False (the detector plan's det_variants) draws the same scenes as zero rates.
+    for seed in (3, 11):
+        zero, off = render_scene(seed), render_scene(seed, variants=False)
+        assert np.array_equal(zero.image, off.image)
+        assert [v.segments for v in zero.vials] == [v.segments for v in off.vials]
 
 
 def test_rack_of_16():
@@ -500,6 +505,8 @@ def test_train_options_override_only_what_they_name():
     assert (plan.seg_flip, plan.seg_width, plan.seg_device, plan.workers) == (True, 2, "cuda", 15)
     assert plan.seg_epochs == TrainPlan().seg_epochs
     assert plan_from_args(build_parser().parse_args(["train"])) == TrainPlan()
+    off = plan_from_args(build_parser().parse_args(["train", "--no-det-variants", "--no-seg-flip"]))
+    assert (off.det_variants, off.seg_flip) == (False, False)
 
 
 def test_the_benchmark_scores_validation_scenes_when_asked(monkeypatch):

@@ -100,6 +100,8 @@ def build_parser(prog: str = "mobile-chemist vision") -> argparse.ArgumentParser
     t.add_argument("--det-mujoco-train-images", type=int)
     t.add_argument("--det-mujoco-rack-images", type=int,
                    help="MuJoCo rack-camera views added to the mixed detector set")
+    t.add_argument("--det-variants", action=argparse.BooleanOptionalAction, default=None,
+                   help="the detector's scenes with (or without) generator v4's variants")
     t.add_argument("--seg-scenes", type=int)
     t.add_argument("--seg-mujoco-scenes", type=int)
     t.add_argument("--seg-mujoco-rack-scenes", type=int,
@@ -107,7 +109,7 @@ def build_parser(prog: str = "mobile-chemist vision") -> argparse.ArgumentParser
     t.add_argument("--seg-epochs", type=int)
     t.add_argument("--seg-width", type=int, help="channel multiplier of the segmenter")
     t.add_argument("--seg-batch", type=int)
-    t.add_argument("--seg-flip", action="store_true", default=None,
+    t.add_argument("--seg-flip", action=argparse.BooleanOptionalAction, default=None,
                    help="mirror half the segmenter's training crops")
     t.add_argument("--seg-device", help="torch device for the segmenter (cpu, cuda)")
     t.add_argument("--seg-threads", type=int, help="torch CPU threads for the segmenter")

@@ -580,14 +580,15 @@ def _place_camera(cam: dict, width: int, height: int) -> tuple[_Camera, np.ndarr
 
 
 def render_mujoco_scene(seed: int, width: int = 640, height: int = 480,
-                        max_vials: int = 16, n_vials: int | None = None) -> Scene:
+                        max_vials: int = 16, n_vials: int | None = None,
+                        variants: bool = True) -> Scene:
     """One random scene rendered with MuJoCo, a pure function of its arguments.
 
     Same contract as `synthetic.render_scene`: `n_vials` forces one rack with exactly that
     many vials (all of which fit in the image); otherwise one or two racks hold up to
-    `max_vials`, about 10 % of the slots empty.
+    `max_vials`, about 10 % of the slots empty. `variants=False` leaves out the v4 variants.
     """
-    return _render(seed, width, height, max_vials, n_vials)[0]
+    return _render(seed, width, height, max_vials, n_vials, variants=variants)[0]
 
 
 def render_mujoco_rack(view: RackView, seed: int, width: int = 640, height: int = 480) -> Scene:
@@ -602,7 +603,8 @@ def render_mujoco_rack(view: RackView, seed: int, width: int = 640, height: int 
 
 def _render(seed: int, width: int = 640, height: int = 480, max_vials: int = 16,
             n_vials: int | None = None, omit: int | None = None,
-            plain: bool = False, view: RackView | None = None) -> tuple[Scene, np.ndarray]:
+            plain: bool = False, view: RackView | None = None,
+            variants: bool = True) -> tuple[Scene, np.ndarray]:
     """The scene and MuJoCo's raw RGB render (before the camera effects).
 
     For tests: `omit` leaves the vial with that index in the scene's (sorted) vial list out
@@ -616,7 +618,7 @@ def _render(seed: int, width: int = 640, height: int = 480, max_vials: int = 16,
     # A random scene draws everything from `rng`, in one fixed order; a given view keeps
     # the room apart, so that every look at one station shows the same room.
     room = rng if view is None else np.random.default_rng([view.room_seed])
-    variants = variant_rng(seed)
+    variants = variant_rng(seed, variants)
     if view is None:
         racks, cam = _plan(rng, width, height, max_vials, n_vials)
     else:

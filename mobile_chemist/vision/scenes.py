@@ -26,20 +26,20 @@ RENDERERS = ("2d", "mujoco")
 SCENE_KINDS = ("random", "rack")
 
 
-def _mujoco_scene(seed: int, n_vials: int | None) -> Scene:
+def _mujoco_scene(seed: int, n_vials: int | None, variants: bool) -> Scene:
     from mobile_chemist.vision.mujoco_scene import render_mujoco_scene
 
-    return render_mujoco_scene(seed, n_vials=n_vials)
+    return render_mujoco_scene(seed, n_vials=n_vials, variants=variants)
 
 
-def _rack_scene(seed: int, n_vials: int | None) -> Scene:
-    return render_rack(random_rack_view(seed), seed)
+def _rack_scene(seed: int, n_vials: int | None, variants: bool) -> Scene:
+    return render_rack(random_rack_view(seed, variants), seed)
 
 
-def _mujoco_rack_scene(seed: int, n_vials: int | None) -> Scene:
+def _mujoco_rack_scene(seed: int, n_vials: int | None, variants: bool) -> Scene:
     from mobile_chemist.vision.mujoco_scene import render_mujoco_rack
 
-    return render_mujoco_rack(random_rack_view(seed), seed)
+    return render_mujoco_rack(random_rack_view(seed, variants), seed)
 
 
 _RENDER = {("2d", "random"): render_scene, ("mujoco", "random"): _mujoco_scene,
@@ -47,11 +47,12 @@ _RENDER = {("2d", "random"): render_scene, ("mujoco", "random"): _mujoco_scene,
 
 
 def iter_scenes(seeds: Iterable[int], renderer: str = "2d", n_vials: int | None = None,
-                workers: int = 1, kind: str = "random") -> Iterator[Scene]:
-    """The scenes of `seeds`, in order (a pure function of seed, renderer and kind).
+                workers: int = 1, kind: str = "random", variants: bool = True) -> Iterator[Scene]:
+    """The scenes of `seeds`, in order (a pure function of seed, renderer, kind and variants).
 
     MuJoCo scenes always come from `workers` spawned processes, 2-D scenes only when
-    `workers` > 1. `n_vials` applies to random scenes only.
+    `workers` > 1. `n_vials` applies to random scenes only; `variants=False` leaves out
+    generator v4's variants (synthetic.VARIANTS).
     """
     if renderer not in RENDERERS:
         raise ValueError(f"renderer must be one of {RENDERERS}, not {renderer!r}")
@@ -61,11 +62,11 @@ def iter_scenes(seeds: Iterable[int], renderer: str = "2d", n_vials: int | None 
     seeds = [int(s) for s in seeds]
     if renderer == "2d" and workers <= 1:
         for s in seeds:
-            yield render(s, n_vials=n_vials)
+            yield render(s, n_vials=n_vials, variants=variants)
         return
     ctx = multiprocessing.get_context("spawn")
     with ctx.Pool(max(1, workers)) as pool:
-        yield from pool.imap(partial(render, n_vials=n_vials), seeds, chunksize=4)
+        yield from pool.imap(partial(render, n_vials=n_vials, variants=variants), seeds, chunksize=4)
 
 
 def add_scene_arguments(parser, scenes: int = 100) -> None:

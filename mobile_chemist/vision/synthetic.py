@@ -182,16 +182,17 @@ VARIANTS = {"low_fill": 0.2, "settled_solid": {Phase.HOMOGENEOUS: 0.35, Phase.HE
             "settled_height": (0.03, 0.3)}
 
 
-def variant_rng(seed: int) -> np.random.Generator:
-    """The random stream of a scene's v4 variants (see VARIANTS)."""
-    return np.random.default_rng([seed, 4])
+def variant_rng(seed: int, variants: bool = True) -> np.random.Generator | None:
+    """The random stream of a scene's v4 variants (see VARIANTS); None without them."""
+    return np.random.default_rng([seed, 4]) if variants else None
 
 
 def _contents(rng: np.random.Generator, content: Phase,
-              variants: np.random.Generator) -> list[tuple[float, float, Row]]:
+              variants: np.random.Generator | None) -> list[tuple[float, float, Row]]:
     """Layers as (bottom, top) fractions of the interior height, bottom up, with their row.
 
-    `variants` (the scene's variant_rng) draws the v4 variants of a liquid or a suspension.
+    `variants` (the scene's variant_rng) draws the v4 variants of a liquid or a suspension;
+    None draws none (generator v3's contents: `rng` draws the same either way).
     """
     f = rng.uniform(*LIQUID_FILL_RANGE)
     if content in (Phase.HOMOGENEOUS, Phase.HETEROGENEOUS):
@@ -199,6 +200,8 @@ def _contents(rng: np.random.Generator, content: Phase,
         layers = [(0.0, f, bulk)]
         if content == Phase.HOMOGENEOUS and rng.random() < 0.2:
             layers.append((f, min(0.95, f + rng.uniform(0.05, 0.2)), Row.RESIDUE))
+        if variants is None:
+            return layers
         low, settle, bed = variants.random(3)
         top = f
         if low < VARIANTS["low_fill"]:
@@ -430,14 +433,16 @@ def label_rows(glass_top: float, glass_bottom: float,
 
 
 def render_scene(seed: int, width: int = 640, height: int = 480,
-                 max_vials: int = 16, n_vials: int | None = None) -> Scene:
+                 max_vials: int = 16, n_vials: int | None = None,
+                 variants: bool = True) -> Scene:
     """One random scene, a pure function of its arguments.
 
     `n_vials` forces one rack with exactly that many vials (the latency benchmark's
     16-vial rack); otherwise one or two racks of random size hold up to `max_vials`.
+    `variants=False` leaves out the v4 variants (VARIANTS); every other draw is the same.
     """
     rng = np.random.default_rng(seed)
-    variants = variant_rng(seed)
+    variants = variant_rng(seed, variants)
     img = _background(rng, width, height)
     n_racks = 1 if rng.random() < 0.6 or n_vials else 2
     vials: list[VialTruth] = []
@@ -514,7 +519,7 @@ def render_rack(view: RackView, seed: int, width: int = 640, height: int = 480) 
     return Scene(image=camera_effects(img, rng), vials=vials, seed=seed, slots=slots)
 
 
-def random_rack_view(seed: int) -> RackView:
+def random_rack_view(seed: int, variants: bool = True) -> RackView:
     """A random rack as a station's camera shows it (`RackView`), a pure function of `seed`.
 
     The random scenes put one or two racks anywhere in the frame, before clutter, from
@@ -523,7 +528,7 @@ def random_rack_view(seed: int) -> RackView:
     content class drawn as in the random scenes.
     """
     rng = np.random.default_rng([seed, 7])
-    variants = variant_rng(seed)
+    variants = variant_rng(seed, variants)
     vtype = DETECTOR_CLASSES[rng.integers(0, len(DETECTOR_CLASSES))]
     slots: list[VialSpec | None] = []
     for _ in range(int(rng.integers(4, 17))):
@@ -541,11 +546,12 @@ def random_rack_view(seed: int) -> RackView:
 
 
 def write_yolo_dataset(root: Path, train_seeds: Iterable[int], val_seeds: Iterable[int],
-                       renderer: str = "2d", workers: int = 1, kind: str = "random") -> Path:
+                       renderer: str = "2d", workers: int = 1, kind: str = "random",
+                       variants: bool = True) -> Path:
     """Write images + YOLO labels + data.yaml under `root`; returns data.yaml.
 
     Calls with different renderers or kinds may fill the same `root` (file names
-    differ), for a data set that mixes them.
+    differ), for a data set that mixes them. `variants`: see `render_scene`.
     """
     from mobile_chemist.vision.scenes import iter_scenes
 
@@ -555,7 +561,8 @@ def write_yolo_dataset(root: Path, train_seeds: Iterable[int], val_seeds: Iterab
     for split, seeds in (("train", train_seeds), ("val", val_seeds)):
         (root / "images" / split).mkdir(parents=True, exist_ok=True)
         (root / "labels" / split).mkdir(parents=True, exist_ok=True)
-        for scene in iter_scenes(seeds, renderer, workers=workers, kind=kind):
+        for scene in iter_scenes(seeds, renderer, workers=workers, kind=kind,
+                                 variants=variants):
             h, w = scene.image.shape[:2]
             name = f"{prefix}{scene.seed:09d}"
             cv2.imwrite(str(root / "images" / split / f"{name}.png"), scene.image)

@@ -34,6 +34,9 @@ class TrainPlan:
     # MuJoCo rack-camera views (scenes.SCENE_KINDS "rack") added to the mixed set's training
     # images: one rack filling the frame on a clear bench, as the campaign's camera sees it.
     det_mujoco_rack_images: int = 0
+    # Whether the detector's scenes carry generator v4's variants (synthetic.VARIANTS: low
+    # fills, settled solid beds); without them its 2-D scenes are generator v3's.
+    det_variants: bool = True
     det_epochs: int = 8
     det_imgsz: int = 384
     det_batch: int = 8
@@ -74,6 +77,8 @@ def detector_data(plan: TrainPlan, data: str, work: Path = WORK, log=print) -> P
         root = root.with_name(root.name + f"_mj{plan.det_mujoco_train_images}")
         if plan.det_mujoco_rack_images:
             root = root.with_name(root.name + f"_rk{plan.det_mujoco_rack_images}")
+    if not plan.det_variants:
+        root = root.with_name(root.name + "_novar")
     root = root.with_name(root.name + f"_v{GENERATOR_VERSION}")
     # data.yaml appears after the first part; this marker only once every part is written,
     # so an interrupted render is redone rather than trained on.
@@ -83,20 +88,22 @@ def detector_data(plan: TrainPlan, data: str, work: Path = WORK, log=print) -> P
     log(f"[detector] rendering {plan.det_train_images} + {plan.det_val_images} 2-D scenes "
         f"into {root}")
     write_yolo_dataset(root, range(TRAIN_SEED_BASE, TRAIN_SEED_BASE + plan.det_train_images),
-                       range(VAL_SEED_BASE, VAL_SEED_BASE + plan.det_val_images))
+                       range(VAL_SEED_BASE, VAL_SEED_BASE + plan.det_val_images),
+                       variants=plan.det_variants)
     if data == "mix":
         log(f"[detector] rendering {plan.det_mujoco_train_images} + "
             f"{plan.det_mujoco_val_images} MuJoCo scenes into {root}")
         write_yolo_dataset(
             root, range(TRAIN_SEED_BASE, TRAIN_SEED_BASE + plan.det_mujoco_train_images),
             range(VAL_SEED_BASE, VAL_SEED_BASE + plan.det_mujoco_val_images),
-            renderer="mujoco", workers=plan.workers)
+            renderer="mujoco", workers=plan.workers, variants=plan.det_variants)
         if plan.det_mujoco_rack_images:
             log(f"[detector] rendering {plan.det_mujoco_rack_images} MuJoCo rack views "
                 f"into {root}")
             write_yolo_dataset(
                 root, range(TRAIN_SEED_BASE, TRAIN_SEED_BASE + plan.det_mujoco_rack_images),
-                (), renderer="mujoco", workers=plan.workers, kind="rack")
+                (), renderer="mujoco", workers=plan.workers, kind="rack",
+                variants=plan.det_variants)
     done.touch()
     return root / "data.yaml"
 
