@@ -22,6 +22,7 @@ from mobile_chemist.vision.pipeline import (
     ModelError,
     VisionPipeline,
     load_config,
+    load_segmenter,
     resolve_path,
     validate_image,
 )
@@ -182,9 +183,7 @@ def test_clean_rows_removes_flicker():
 def test_trained_segmenter_fill_level_on_known_scenes():
     from mobile_chemist.vision.segmenter import Segmenter
 
-    deployed = load_config()["backends"]["synthetic"]
-    seg = Segmenter(MODELS / "phase_segmenter.pt", head_weight=deployed["head_weight"],
-                    flip_average=deployed["flip_average"])
+    seg = load_segmenter(load_config()["backends"]["synthetic"])   # as deployed
     errs, ok = [], []
     for seed in range(30_000_000, 30_000_040):  # seeds used by no training set (~290 vials)
         scene = render_scene(seed)
@@ -352,6 +351,31 @@ def test_flip_average_is_the_mean_of_the_crop_and_its_mirror_image():
     assert not np.allclose(rows_a, rows_b, atol=1e-3)  # the mirror image reads differently
     assert np.allclose(rows, (rows_a + rows_b) / 2, atol=1e-5)
     assert np.allclose(vial, (vial_a + vial_b) / 2, atol=1e-5)
+
+
+def test_shift_average_is_the_mean_of_the_box_and_its_sideways_moves():
+    from mobile_chemist.vision.segmenter import Segmenter, box_aspect, decode
+
+    weights = REPO / "models" / "phase_segmenter.pt"
+    scene = render_scene(11)
+    boxes = [v.box for v in scene.vials]
+    aspects = np.array([box_aspect(b) for b in boxes])
+    plain = Segmenter(weights)
+    probs = []
+    for s in (0.0, -0.06, 0.06):
+        moved = [(b[0] + s * (b[2] - b[0]), b[1], b[2] + s * (b[2] - b[0]), b[3]) for b in boxes]
+        probs.append(plain.probabilities(np.stack([crop_vial(scene.image, b) for b in moved]),
+                                         aspects))
+    assert not np.allclose(probs[0][0], probs[2][0], atol=1e-3)  # a moved box reads differently
+    rows, vial = (np.mean([p[k] for p in probs], 0) for k in (0, 1))
+    shifted = Segmenter(weights, shift_average=0.06).read(scene.image, boxes)
+    for got, p, v, b in zip(shifted, rows, vial, boxes):
+        want = decode(p, b, v)
+        assert got.content == want.content
+        assert got.fill_level == pytest.approx(want.fill_level, abs=1e-6, nan_ok=True)
+        assert np.array_equal(got.rows, want.rows)
+    with pytest.raises(ValueError, match="shift_average"):
+        Segmenter(weights, shift_average=0.7)
 
 
 def test_segmenter_width_must_be_a_positive_integer():

@@ -124,11 +124,13 @@ def _load(loader, path: Path):
 
 def load_segmenter(cfg: dict, base: Path = REPO):
     """The phase segmenter as the synthetic backend's config sets it up (its weights,
-    `head_weight`, `flip_average`); a missing or unreadable file is a ModelError."""
+    `head_weight`, `flip_average`, `shift_average`); a missing or unreadable file is a
+    ModelError."""
     from mobile_chemist.vision.segmenter import Segmenter
 
     return _load(lambda p: Segmenter(p, head_weight=float(cfg.get("head_weight", 0.0)),
-                                     flip_average=bool(cfg.get("flip_average", False))),
+                                     flip_average=bool(cfg.get("flip_average", False)),
+                                     shift_average=float(cfg.get("shift_average", 0.0))),
                  resolve_path(cfg["segmenter"], base))
 
 

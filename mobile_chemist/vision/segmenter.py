@@ -235,10 +235,15 @@ class Segmenter:
     joint decoding (0: the rows alone decide the content class). With `flip_average` every
     crop is read twice, as seen and mirrored left to right, and the probabilities averaged
     (a vial's contents do not change in a mirror; the two readings' errors partly do).
+    With `shift_average` s > 0 every crop is read also on its box moved sideways by s of
+    its width each way and the three readings' probabilities averaged: the segmenter
+    tolerates a small shift, and a detector box that sits off the vial then gets one
+    reading closer to its centre.
     """
 
     def __init__(self, weights: str | Path, threads: int | None = None,
-                 head_weight: float = 0.0, flip_average: bool = False):
+                 head_weight: float = 0.0, flip_average: bool = False,
+                 shift_average: float = 0.0):
         import torch
 
         weights = Path(weights)
@@ -249,6 +254,9 @@ class Segmenter:
             torch.set_num_threads(threads)
         self.head_weight = float(head_weight)
         self.flip_average = bool(flip_average)
+        if not 0.0 <= shift_average < 0.5:
+            raise ValueError(f"shift_average must be in [0, 0.5), not {shift_average}")
+        self.shifts = (0.0, -shift_average, shift_average) if shift_average else (0.0,)
         state = torch.load(weights, map_location="cpu", weights_only=True)
         self.model = build_model(state.get("width", 1))
         self.model.load_state_dict(state["model"])
@@ -304,9 +312,15 @@ class Segmenter:
         return readings
 
     def _read(self, image: np.ndarray, boxes: Sequence[Sequence[float]]) -> list[VialReading]:
-        crops = np.stack([crop_vial(image, b) for b in boxes]) if len(boxes) else \
-            np.zeros((0, CROP_H, CROP_W, 3), np.uint8)
-        rows, vial = self.probabilities(crops, np.array([box_aspect(b) for b in boxes]))
+        if not len(boxes):
+            return []
+        aspects = np.array([box_aspect(b) for b in boxes])
+        crops = [crop_vial(image, (b[0] + s * (b[2] - b[0]), b[1], b[2] + s * (b[2] - b[0]), b[3]))
+                 for s in self.shifts for b in boxes]
+        rows, vial = self.probabilities(np.stack(crops), np.tile(aspects, len(self.shifts)))
+        n = len(boxes)  # one batch, shift by shift: average each vial's readings
+        rows = rows.reshape(len(self.shifts), n, *rows.shape[1:]).mean(0)
+        vial = vial.reshape(len(self.shifts), n, *vial.shape[1:]).mean(0)
         return [decode(p, b, v, self.head_weight) for p, v, b in zip(rows, vial, boxes)]
 
 
