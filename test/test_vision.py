@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -585,11 +586,13 @@ def test_an_interrupted_detector_data_set_is_rendered_again(monkeypatch, tmp_pat
 
     calls = []
 
-    def write(root, train_seeds, val_seeds, renderer="2d", workers=1, kind="random"):
+    def write(root, train_seeds, val_seeds, renderer="2d", workers=1, kind="random",
+              variants=True):
         calls.append(renderer)
         if renderer == "mujoco" and calls.count("mujoco") == 1:
             raise KeyboardInterrupt  # the first MuJoCo render is stopped
-        return synthetic.write_yolo_dataset(root, range(0), range(0), renderer)
+        return synthetic.write_yolo_dataset(root, range(0), range(0), renderer,
+                                            variants=variants)
 
     monkeypatch.setattr(train, "write_yolo_dataset", write)
     plan = train.TrainPlan(det_train_images=1, det_val_images=1,
@@ -629,8 +632,9 @@ def test_the_plan_can_add_rack_camera_views_to_both_training_sets(monkeypatch, t
 
     written = []
 
-    def write(root, train_seeds, val_seeds, renderer="2d", workers=1, kind="random"):
-        written.append((renderer, kind, len(train_seeds)))
+    def write(root, train_seeds, val_seeds, renderer="2d", workers=1, kind="random",
+              variants=True):
+        written.append((renderer, kind, len(train_seeds), variants))
         root.mkdir(parents=True, exist_ok=True)
         return root / "data.yaml"
 
@@ -639,7 +643,14 @@ def test_the_plan_can_add_rack_camera_views_to_both_training_sets(monkeypatch, t
                            det_mujoco_val_images=1, det_mujoco_rack_images=3)
     data = train.detector_data(plan, "mix", tmp_path, log=lambda _: None)
     assert data.parent.name.endswith("_mj1_rk3_v%d" % train.GENERATOR_VERSION)
-    assert written == [("2d", "random", 2), ("mujoco", "random", 1), ("mujoco", "rack", 3)]
+    assert written == [("2d", "random", 2, True), ("mujoco", "random", 1, True),
+                       ("mujoco", "rack", 3, True)]
+    # Without the variants every part is drawn without them, into a set of its own.
+    written.clear()
+    plain = train.detector_data(dataclasses.replace(plan, det_variants=False), "mix", tmp_path,
+                                log=lambda _: None)
+    assert plain.parent.name.endswith("_mj1_rk3_novar_v%d" % train.GENERATOR_VERSION)
+    assert [w[3] for w in written] == [False, False, False]
     made = []
 
     def crops(seeds, **kw):
