@@ -153,14 +153,13 @@ def run_over_ros(args) -> int:
     import rclpy
     from geometry_msgs.msg import PoseStamped
     from rclpy.action import ActionClient
-    from rclpy.executors import MultiThreadedExecutor
     from rclpy.node import Node
     from rclpy.parameter import Parameter
 
     from mobile_chemist.action import NavigateToStation
     from mobile_chemist.graph import NodeSpec
     from mobile_chemist.local_launch import LocalLaunch
-    from mobile_chemist.ros.common import LATCHED_QOS, from_time_msg, now_s
+    from mobile_chemist.ros.common import LATCHED_QOS, HandoffExecutor, from_time_msg, now_s
     from mobile_chemist.ros.navigation_node import yaw_of
 
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
@@ -189,7 +188,7 @@ def run_over_ros(args) -> int:
         node.create_subscription(PoseStamped, "/robot/pose",
                                  lambda m: estimate.append(pose_of(m)), LATCHED_QOS)
         action = ActionClient(node, NavigateToStation, "/robot/navigate_to_station")
-        executor = MultiThreadedExecutor(num_threads=2)
+        executor = HandoffExecutor(num_threads=2)
         executor.add_node(node)
         threading.Thread(target=executor.spin, daemon=True).start()
         if not action.wait_for_server(timeout_sec=60.0):

@@ -23,7 +23,6 @@ from geometry_msgs.msg import Twist  # noqa: E402
 from nav_msgs.msg import Odometry  # noqa: E402
 from rclpy.action import ActionClient  # noqa: E402
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup  # noqa: E402
-from rclpy.executors import MultiThreadedExecutor  # noqa: E402
 from rclpy.node import Node  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from rclpy.qos import HistoryPolicy, QoSProfile  # noqa: E402
@@ -37,7 +36,7 @@ from mobile_chemist.local_launch import LocalLaunch  # noqa: E402
 from mobile_chemist.navigation.geometry import (as_array, between, compose,  # noqa: E402
                                                 lab_rects, segments_of)
 from mobile_chemist.physics_sim import load_sim_config  # noqa: E402
-from mobile_chemist.ros.common import LATCHED_QOS, to_time_msg  # noqa: E402
+from mobile_chemist.ros.common import LATCHED_QOS, HandoffExecutor, to_time_msg  # noqa: E402
 from test_navigation import RaySim  # noqa: E402
 
 START = "rack_storage"
@@ -179,7 +178,7 @@ def graph(lab, tmp_path_factory):
         client.create_subscription(String, "/robot/docked_at", lambda m: docked.append(m.data),
                                    LATCHED_QOS)
         action = ActionClient(client, NavigateToStation, "/robot/navigate_to_station")
-        executor = MultiThreadedExecutor(num_threads=3)
+        executor = HandoffExecutor(num_threads=3)
         executor.add_node(base)
         executor.add_node(client)
         spinner = threading.Thread(target=executor.spin, daemon=True)
@@ -325,7 +324,7 @@ def physics_graph():
         client.create_subscription(String, "/robot/docked_at", lambda m: docked.append(m.data),
                                    LATCHED_QOS)
         action = ActionClient(client, NavigateToStation, "/robot/navigate_to_station")
-        executor = MultiThreadedExecutor(num_threads=2)
+        executor = HandoffExecutor(num_threads=2)
         executor.add_node(client)
         spinner = threading.Thread(target=executor.spin, daemon=True)
         spinner.start()

@@ -14,7 +14,6 @@ import yaml
 
 rclpy = pytest.importorskip("rclpy")
 
-from rclpy.executors import MultiThreadedExecutor  # noqa: E402
 from rclpy.node import Node  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 
@@ -23,7 +22,7 @@ from mobile_chemist.config import default_config_path  # noqa: E402
 from mobile_chemist.database import CampaignDatabase  # noqa: E402
 from mobile_chemist.graph import planner_node, sim_lab_graph  # noqa: E402
 from mobile_chemist.local_launch import LocalLaunch  # noqa: E402
-from mobile_chemist.ros.common import GraphSleeper  # noqa: E402
+from mobile_chemist.ros.common import GraphSleeper, HandoffExecutor  # noqa: E402
 from mobile_chemist.ros.lab_client import LabClient  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
@@ -36,7 +35,7 @@ def graph():
         launch.start_all(sim_lab_graph(vision=False))
         rclpy.init()
         node = Node("test_client", parameter_overrides=[Parameter("use_sim_time", value=True)])
-        executor = MultiThreadedExecutor()
+        executor = HandoffExecutor()
         executor.add_node(node)
         threading.Thread(target=executor.spin, daemon=True).start()
         assert GraphSleeper(node).wait_for_time(), "no /clock from sim_clock"

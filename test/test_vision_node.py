@@ -17,12 +17,12 @@ pytest.importorskip("mobile_chemist.srv")
 
 from mobile_chemist.msg import VialDetections
 from mobile_chemist.srv import InspectVials
-from rclpy.executors import MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 
+from mobile_chemist.ros.common import HandoffExecutor
 from mobile_chemist.ros.vision_node import array_to_image, detection_to_msg, image_to_array
 from mobile_chemist.vision.classes import Phase, VialType
 from mobile_chemist.vision.pipeline import Detection, ImageError, Layer
@@ -90,7 +90,7 @@ class Client:
         self.node.create_subscription(VialDetections, "/vision/detections", self.got.append, 10)
         self.node.create_subscription(Image, "/vision/annotated", self.annotated.append, 1)
         self.cli = self.node.create_client(InspectVials, "/vision/inspect")
-        self.ex = MultiThreadedExecutor()
+        self.ex = HandoffExecutor()
         self.ex.add_node(self.node)
         threading.Thread(target=self.ex.spin, daemon=True).start()
 
@@ -254,7 +254,7 @@ def test_look_asks_the_camera_again_and_gives_up_after_its_timeout():
                                                         y_max=90.0, cap_present=True)]
         return resp
 
-    ex = MultiThreadedExecutor(context=ctx)
+    ex = HandoffExecutor(context=ctx)
     try:
         # Names of this test's own: the module's vision node (vision_graph) may still serve
         # /vision/inspect, and a client takes whichever server answers first.

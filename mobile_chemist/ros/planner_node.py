@@ -11,7 +11,7 @@ import sys
 import threading
 
 import rclpy
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 
 from mobile_chemist.campaign import CampaignRunner, CampaignStopped
@@ -19,8 +19,8 @@ from mobile_chemist.config import load_campaign, load_lab
 from mobile_chemist.database import CampaignDatabase
 from mobile_chemist.msg import CampaignStatus, Experiment
 from mobile_chemist.optimizer import BatchBayesianOptimizer
-from mobile_chemist.ros.common import (LATCHED_QOS, GraphSleeper, declare, to_named_values,
-                                       to_time_msg)
+from mobile_chemist.ros.common import (LATCHED_QOS, GraphSleeper, HandoffExecutor, declare,
+                                       to_named_values, to_time_msg)
 from mobile_chemist.ros.lab_client import LabClient
 from mobile_chemist.space import FormulationSpace
 from mobile_chemist.workflow import load_workflow
@@ -106,7 +106,7 @@ class PlannerNode(Node):
 def main(args=None):
     rclpy.init(args=args)
     node = PlannerNode()
-    executor = MultiThreadedExecutor(num_threads=4)
+    executor = HandoffExecutor(num_threads=4)
     executor.add_node(node)
     spinner = threading.Thread(target=executor.spin, daemon=True)
     spinner.start()
