@@ -131,7 +131,9 @@ class HandoffExecutor(MultiThreadedExecutor):
     GIL and starves them. `python bench/executor.py` (20 ms callback fed at 75 Hz for 7 s,
     2 cores): rclpy's handled 24 messages at 3,578 wake-ups/s, this one 341 at 49/s, as many
     as the SingleThreadedExecutor (344). Waiting until a pool thread has taken the callback
-    before looking for the next one removes the loop.
+    before looking for the next one removes the loop. It overrides rclpy's private
+    `_spin_once_impl` (and uses its `_executor` pool and `_futures`), as rclpy 9.1.2, pinned
+    in requirements.txt, has them; test/test_executor.py fails if that hook changes.
     """
 
     def _spin_once_impl(self, timeout_sec=None, wait_condition=lambda: False) -> None:
