@@ -534,6 +534,42 @@ def test_train_options_override_only_what_they_name():
     assert (off.det_variants, off.seg_flip) == (False, False)
 
 
+def test_each_model_trains_with_its_own_seed(monkeypatch, tmp_path):
+    """--det-seed reaches ultralytics' trainer and --seg-seed the segmenter and its crops;
+    neither moves the other model's seed (so one model can be trained again alone)."""
+    from mobile_chemist.vision import segmenter, train
+    from mobile_chemist.vision.cli import build_parser, plan_from_args
+    from mobile_chemist.vision.train import TrainPlan
+
+    plan = plan_from_args(build_parser().parse_args(["train", "--det-seed", "3"]))
+    assert (plan.det_seed, plan.seg_seed) == (3, TrainPlan().seg_seed)
+
+    class FakeYOLO:
+        def add_callback(self, *a):
+            pass
+
+        def train(self, **kw):
+            self.kw = kw
+
+    model = FakeYOLO()
+    train._train_yolo(model, plan, tmp_path / "data.yaml", tmp_path, "detector")
+    assert model.kw["seed"] == 3 and model.kw["deterministic"] is True
+
+    seeds = []
+    monkeypatch.setattr(segmenter, "make_crops",
+                        lambda s, **kw: seeds.append(("crops", kw["seed"])) or _tiny_crops())
+    monkeypatch.setattr(segmenter, "train_segmenter",
+                        lambda data, out, **kw: seeds.append(("train", kw["seed"])) or out)
+    plan = plan_from_args(build_parser().parse_args(
+        ["train", "--seg-seed", "2", "--seg-scenes", "1", "--seg-mujoco-scenes", "0"]))
+    assert plan.det_seed == TrainPlan().det_seed
+    train.train_phase_segmenter(plan, tmp_path, log=lambda _: None)
+    assert seeds == [("crops", 2), ("train", 2)]
+    # Crops made with another seed's box noise are cached apart, not reused.
+    assert [p.name for p in tmp_path.glob("seg_crops_*")] == [
+        f"seg_crops_0-1_j{plan.seg_jitter:g}_s2_v{train.GENERATOR_VERSION}.npz"]
+
+
 def test_the_benchmark_scores_validation_scenes_when_asked(monkeypatch):
     """--validation swaps the held-out seeds for the validation ones, nothing else."""
     from mobile_chemist.vision import evaluation

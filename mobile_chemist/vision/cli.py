@@ -100,6 +100,7 @@ def build_parser(prog: str = "mobile-chemist vision") -> argparse.ArgumentParser
     t.add_argument("--det-mujoco-train-images", type=int)
     t.add_argument("--det-mujoco-rack-images", type=int,
                    help="MuJoCo rack-camera views added to the mixed detector set")
+    t.add_argument("--det-seed", type=int, help="the detector's training seed")
     t.add_argument("--det-variants", action=argparse.BooleanOptionalAction, default=None,
                    help="the detector's scenes with (or without) generator v4's variants")
     t.add_argument("--seg-scenes", type=int)
@@ -113,6 +114,8 @@ def build_parser(prog: str = "mobile-chemist vision") -> argparse.ArgumentParser
                    help="mirror half the segmenter's training crops")
     t.add_argument("--seg-device", help="torch device for the segmenter (cpu, cuda)")
     t.add_argument("--seg-threads", type=int, help="torch CPU threads for the segmenter")
+    t.add_argument("--seg-seed", type=int,
+                   help="the segmenter's training seed (weights, batches, crop box noise)")
     t.add_argument("--workers", type=int, help="scene rendering processes")
     t.set_defaults(func=_train)
     e = sub.add_parser("eval", help="benchmark both backends on held-out synthetic scenes")

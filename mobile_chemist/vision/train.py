@@ -64,7 +64,11 @@ class TrainPlan:
     # torch CPU threads while the segmenter trains. Set, not inherited: after the detector
     # trains in the same process, ultralytics has left torch at cpu_count - 1.
     seg_threads: int = 2
-    seed: int = 0
+    # Seeds: the detector's is ultralytics' (weight init, batch order, augmentation); the
+    # segmenter's draws its weights, batches and crop box noise. Apart so that one model
+    # can be trained again with another seed while the other's record stays true.
+    det_seed: int = 0
+    seg_seed: int = 0
     workers: int = 2                 # scene rendering processes
 
 
@@ -134,7 +138,7 @@ def _train_yolo(model, plan: TrainPlan, data: Path, work: Path, name: str, **ove
                            lambda trainer: torch.set_num_threads(plan.det_threads))
     args = dict(data=str(data), epochs=plan.det_epochs, imgsz=plan.det_imgsz,
                 batch=plan.det_batch, workers=2, amp=False, plots=False, device="cpu",
-                seed=plan.seed, deterministic=True, close_mosaic=1,
+                seed=plan.det_seed, deterministic=True, close_mosaic=1,
                 project=str(work / "train"), name=name, exist_ok=True, verbose=False)
     model.train(**{**args, **over})
 
@@ -162,7 +166,7 @@ def _cached_crops(plan: TrainPlan, renderer: str, n: int, work: Path, log=print,
     from mobile_chemist.vision.segmenter import CropSet, make_crops
 
     tag = ("" if renderer == "2d" else "_mujoco") + ("" if kind == "random" else f"_{kind}")
-    suffix = f"_j{plan.seg_jitter:g}_s{plan.seed}_v{GENERATOR_VERSION}.npz"
+    suffix = f"_j{plan.seg_jitter:g}_s{plan.seg_seed}_v{GENERATOR_VERSION}.npz"
     parts, start = [], 0
     while start < n:
         prefix = f"seg_crops{tag}_{start}-"
@@ -175,7 +179,7 @@ def _cached_crops(plan: TrainPlan, renderer: str, n: int, work: Path, log=print,
             what = renderer if kind == "random" else f"{renderer} {kind}"
             log(f"[segmenter] rendering {what} scenes {start}..{end - 1} for crops")
             crops = make_crops(range(SEG_SEED_BASE + start, SEG_SEED_BASE + end),
-                               jitter=plan.seg_jitter, seed=plan.seed, renderer=renderer,
+                               jitter=plan.seg_jitter, seed=plan.seg_seed, renderer=renderer,
                                workers=plan.workers, kind=kind)
             work.mkdir(parents=True, exist_ok=True)
             crops.save(work / f"{prefix}{end}{suffix}")
@@ -206,7 +210,7 @@ def train_phase_segmenter(plan: TrainPlan, work: Path = WORK, log=print) -> Path
         import torch
 
         torch.set_num_threads(plan.seg_threads)
-    common = dict(seed=plan.seed, width=plan.seg_width, batch=plan.seg_batch,
+    common = dict(seed=plan.seg_seed, width=plan.seg_width, batch=plan.seg_batch,
                   device=plan.seg_device, flip=plan.seg_flip, log=log)
     out = train_segmenter(data, work / "train" / "phase_segmenter.pt",
                           epochs=plan.seg_epochs, **common)
