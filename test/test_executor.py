@@ -54,3 +54,27 @@ def test_each_message_is_handed_to_the_pool_once_while_callbacks_compute():
         spinner.join(5.0)
         node.destroy_node()
         rclpy.shutdown(context=context)
+
+
+def test_a_node_spun_on_one_thread_gets_the_single_threaded_executor_without_warning():
+    import warnings
+
+    from rclpy.executors import SingleThreadedExecutor
+
+    from mobile_chemist.ros.common import make_executor
+
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")   # rclpy warns when a pool has one thread
+            single = make_executor(1, context=context)
+        assert type(single) is SingleThreadedExecutor
+        pooled = make_executor(3, context=context)
+        assert type(pooled) is HandoffExecutor and pooled._executor._max_workers == 3
+        with pytest.raises(ValueError, match="num_threads"):
+            make_executor(0, context=context)
+        single.shutdown()
+        pooled.shutdown()
+    finally:
+        rclpy.try_shutdown(context=context)

@@ -158,13 +158,24 @@ class HandoffExecutor(MultiThreadedExecutor):
                 future.result()  # raise the callback's exception here, as rclpy does
 
 
+def make_executor(num_threads: int, context=None):
+    """The executor for a node that needs `num_threads` callbacks at once (1: no pool)."""
+    from rclpy.executors import SingleThreadedExecutor
+
+    if num_threads < 1:
+        raise ValueError(f"num_threads must be 1 or more, got {num_threads}")
+    if num_threads == 1:
+        return SingleThreadedExecutor(context=context)
+    return HandoffExecutor(num_threads, context=context)
+
+
 def spin_node(node_class, args=None, num_threads: int = 4) -> None:
     """The main() of a node that only serves callbacks: init, spin until Ctrl-C, clean up."""
     import rclpy
 
     rclpy.init(args=args)
     node = node_class()
-    executor = HandoffExecutor(num_threads=num_threads)
+    executor = make_executor(num_threads)
     executor.add_node(node)
     try:
         executor.spin()

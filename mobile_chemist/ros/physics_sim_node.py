@@ -48,7 +48,7 @@ except ImportError:  # pragma: no cover - depends on the installation
 
 from mobile_chemist.config import load_lab
 from mobile_chemist.physics_sim import PhysicsLab, RobotModel, load_sim_config, matrix_to_quat
-from mobile_chemist.ros.common import HandoffExecutor, declare, from_time_msg, to_time_msg
+from mobile_chemist.ros.common import declare, from_time_msg, make_executor, to_time_msg
 from mobile_chemist.sim_clock import EventClock
 from mobile_chemist.srv import ScheduleWakeup
 
@@ -315,7 +315,7 @@ class PhysicsSimNode(Node):
 def main(args=None):
     rclpy.init(args=args)
     node = PhysicsSimNode()
-    executor = HandoffExecutor(num_threads=2)
+    executor = make_executor(2)
     executor.add_node(node)
 
     def spin() -> None:

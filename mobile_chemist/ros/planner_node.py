@@ -19,7 +19,7 @@ from mobile_chemist.config import load_campaign, load_lab
 from mobile_chemist.database import CampaignDatabase
 from mobile_chemist.msg import CampaignStatus, Experiment
 from mobile_chemist.optimizer import BatchBayesianOptimizer
-from mobile_chemist.ros.common import (LATCHED_QOS, GraphSleeper, HandoffExecutor, declare,
+from mobile_chemist.ros.common import (LATCHED_QOS, GraphSleeper, declare, make_executor,
                                        to_named_values, to_time_msg)
 from mobile_chemist.ros.lab_client import LabClient
 from mobile_chemist.space import FormulationSpace
@@ -106,7 +106,7 @@ class PlannerNode(Node):
 def main(args=None):
     rclpy.init(args=args)
     node = PlannerNode()
-    executor = HandoffExecutor(num_threads=4)
+    executor = make_executor(4)
     executor.add_node(node)
     spinner = threading.Thread(target=executor.spin, daemon=True)
     spinner.start()
