@@ -25,23 +25,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from mobile_chemist.vision.classes import Phase  # noqa: E402
+from mobile_chemist.vision.metrics import fill_parts  # noqa: E402
 from mobile_chemist.vision.scenes import add_scene_arguments, scene_sets  # noqa: E402
-
-
-def fill_parts(reading, truth) -> tuple[float, float]:
-    """Fill-level error with the glass extent taken from the truth (the read liquid top
-    kept), and with the liquid top taken from the truth (the read glass kept): which of
-    the two a fill error comes from."""
-    err = abs(reading.fill_level - truth.fill_level)
-    if not np.isfinite(reading.glass_top):   # no glass read: nothing to split
-        return err, err
-    height = truth.glass_bottom - truth.glass_top
-    read_top = reading.glass_bottom - reading.fill_level * (reading.glass_bottom - reading.glass_top)
-    true_top = truth.glass_bottom - truth.fill_level * height
-    with_glass = (truth.glass_bottom - read_top) / height
-    with_top = ((reading.glass_bottom - true_top) / (reading.glass_bottom - reading.glass_top)
-                if truth.fill_level > 0 else 0.0)
-    return abs(with_glass - truth.fill_level), abs(with_top - truth.fill_level)
 
 
 def _details(name: str, ok: np.ndarray, fill: np.ndarray, pairs: list, heights: np.ndarray,

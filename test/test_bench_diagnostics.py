@@ -25,7 +25,8 @@ def test_a_box_moves_and_grows_by_fractions_of_its_width():
 
 
 def test_a_fill_error_is_traced_to_the_glass_or_to_the_liquid_top():
-    fill_parts = _load("segmenter_validation").fill_parts
+    from mobile_chemist.vision.metrics import fill_parts
+
     truth = SimpleNamespace(glass_top=100.0, glass_bottom=200.0, fill_level=0.5)  # top at 150
     # Glass top read 10 px low, liquid top right: 50 / 90 of the glass read as filled.
     wrong_glass = SimpleNamespace(glass_top=110.0, glass_bottom=200.0, fill_level=50 / 90)
@@ -36,6 +37,23 @@ def test_a_fill_error_is_traced_to_the_glass_or_to_the_liquid_top():
     # No glass read at all: the whole error stays in both.
     none = SimpleNamespace(glass_top=float("nan"), glass_bottom=float("nan"), fill_level=0.0)
     assert fill_parts(none, truth) == pytest.approx((0.5, 0.5))
+
+
+def test_a_fill_tail_vial_is_put_down_to_one_cause():
+    from mobile_chemist.vision.metrics import tail_cause
+
+    truth = SimpleNamespace(glass_top=100.0, glass_bottom=200.0, fill_level=0.5)
+
+    def read(fill, glass_top=100.0):
+        return SimpleNamespace(glass_top=glass_top, glass_bottom=200.0, fill_level=fill)
+
+    assert tail_cause(read(0.52), truth, 0.05) == "the box"       # right on the true box
+    assert tail_cause(read(0.0), truth, 0.05) == "contents missed"
+    assert tail_cause(read(0.3), SimpleNamespace(glass_top=100.0, glass_bottom=200.0,
+                                                 fill_level=0.0), 0.05) == "contents invented"
+    # Surface read at row 150 (right) on a glass read from row 130: 50 / 70 = 0.71.
+    assert tail_cause(read(50 / 70, glass_top=130.0), truth, 0.05) == "glass extent"
+    assert tail_cause(read(0.35), truth, 0.05) == "top of the contents"
 
 
 def test_the_diagnostics_read_validation_seeds_unless_told_held_out(monkeypatch):
@@ -55,3 +73,16 @@ def test_the_diagnostics_read_validation_seeds_unless_told_held_out(monkeypatch)
     assert asked == [([VAL_SEED_BASE, VAL_SEED_BASE + 1], "2d", "random"),
                      ([VAL_SEED_BASE, VAL_SEED_BASE + 1], "mujoco", "random"),
                      ([EVAL_SEED_BASE], "2d", "rack"), ([EVAL_SEED_BASE], "mujoco", "rack")]
+
+
+def test_two_configs_racks_fill_tails_are_compared_on_the_same_vials():
+    difference = _load("campaign_racks").fill_p95_difference
+    key = ("capper", "liquid >= 1 mL")
+    # Ten vials, two looks each; the second config reads vial 9 far off.
+    ids = [f"v{i}" for i in range(10) for _ in range(2)]
+    a = {"fill_err": {key: [0.01] * 20}, "fill_vial": {key: ids}}
+    b = {"fill_err": {key: [0.01] * 18 + [0.3, 0.3]}, "fill_vial": {key: ids}}
+    diff, (lo, hi) = difference(a, b, key)
+    assert diff == pytest.approx(0.3 - 0.01)   # p95 of 20 readings: the two 0.3 lie above it
+    assert lo == pytest.approx(0.0) and hi == pytest.approx(0.29)   # resamples without v9: 0
+    assert difference(a, a, key) == (0.0, [0.0, 0.0])

@@ -143,6 +143,45 @@ def tally(run: Callable[[np.ndarray], list[Detection]], scenes: Iterable[Scene],
     return t
 
 
+def fill_parts(reading, truth) -> tuple[float, float]:
+    """Fill-level error with the glass extent taken from the truth (the read liquid top
+    kept), and with the liquid top taken from the truth (the read glass kept): which of
+    the two a fill error comes from."""
+    err = abs(reading.fill_level - truth.fill_level)
+    if not np.isfinite(reading.glass_top):   # no glass read: nothing to split
+        return err, err
+    height = truth.glass_bottom - truth.glass_top
+    read_top = reading.glass_bottom - reading.fill_level * (reading.glass_bottom - reading.glass_top)
+    true_top = truth.glass_bottom - truth.fill_level * height
+    with_glass = (truth.glass_bottom - read_top) / height
+    with_top = ((reading.glass_bottom - true_top) / (reading.glass_bottom - reading.glass_top)
+                if truth.fill_level > 0 else 0.0)
+    return abs(with_glass - truth.fill_level), abs(with_top - truth.fill_level)
+
+
+#: Why a vial's fill level is off, in the order `tail_cause` tests them.
+TAIL_CAUSES = ("the box", "contents missed", "contents invented", "glass extent",
+               "top of the contents")
+
+
+def tail_cause(on_true_box, truth, threshold: float) -> str:
+    """Why the fill level read on a detector's box is off by more than `threshold`, given
+    the reading of the same vial on its true box: the box (the true box reads within the
+    threshold), contents missed or invented (a fill of 0 read or true, the other not), the
+    glass extent (the true glass top and bottom would bring it within the threshold), or
+    else where the top of the contents was read."""
+    read, true = on_true_box.fill_level, truth.fill_level
+    if abs(read - true) <= threshold:
+        return "the box"
+    if read == 0 and true > 0:
+        return "contents missed"
+    if true == 0 and read > 0:
+        return "contents invented"
+    if fill_parts(on_true_box, truth)[0] <= threshold:
+        return "glass extent"
+    return "top of the contents"
+
+
 def p95(values: Sequence[float]) -> float:
     """The 95th percentile (the benchmark's fill-level error figure)."""
     return float(np.percentile(values, 95))
