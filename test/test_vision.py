@@ -440,6 +440,29 @@ def test_metrics_score_an_oracle_perfectly_and_a_wrong_reader_badly():
     assert "2d scenes" in text
 
 
+def test_latency_counts_vials_found_not_detections(monkeypatch):
+    """A frame with a vial missed and a stray box has 16 detections but 15 vials found."""
+    from mobile_chemist.vision import evaluation
+    from mobile_chemist.vision.pipeline import Detection
+
+    scenes = [render_scene(s, n_vials=16) for s in range(4)]
+    monkeypatch.setattr(evaluation, "iter_scenes", lambda seeds, n_vials: scenes[:len(seeds)])
+    frame = iter(range(len(scenes)))
+
+    def reader(image):
+        k = next(frame)
+        dets = [Detection(box=v.box, confidence=0.9) for v in scenes[k].vials]
+        if k == 3:  # the last frame: one vial missed, one box on the background
+            dets = dets[1:] + [Detection(box=(0.0, 0.0, 5.0, 5.0), confidence=0.9)]
+        return dets
+
+    lat = evaluation.latency(reader, frames=2, warmup=2)
+    assert lat["frames"] == 2 and lat["found_mean"] == 16
+    assert lat["matched_mean"] == 15.5 and lat["frames_all_found"] == 1
+    assert "15.5 of 16 vials found, 16.0 detections; all found in 1 frames" in \
+        evaluation.report({"sets": {}, "latency_16_vials": {"synthetic": lat}})
+
+
 def test_paired_bootstrap_sees_a_steady_difference_that_side_by_side_intervals_miss():
     from mobile_chemist.vision.metrics import paired_scene_bootstrap, scene_bootstrap
 
