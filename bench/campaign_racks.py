@@ -106,8 +106,6 @@ def after(rack, point: str, rng: np.random.Generator):
 def measure(renderer: str, racks, looks: int, seed: int,
             configs: Sequence[str | None] = (None,)) -> list[dict]:
     """One tally per vision config (None: the deployed one), all read on the same images."""
-    from mobile_chemist.vision.metrics import match
-
     cfg = dataclasses.replace(load_sim_camera_settings(), renderer=renderer)
     camera = RackCamera(cfg)
     pipelines = None
@@ -124,13 +122,16 @@ def measure(renderer: str, racks, looks: int, seed: int,
                         from mobile_chemist.vision.pipeline import VisionPipeline
                         pipelines = [VisionPipeline(c) for c in configs]
                     for pipeline, tally in zip(pipelines, tallies):
-                        _score(pipeline(scene.image), scene, vials, point, tally, match)
+                        _score(pipeline(scene.image), scene, vials, point, tally)
     finally:
         camera.close()
     return tallies
 
 
-def _score(dets, scene, vials, point: str, tally: dict, match) -> None:
+def _score(dets, scene, vials, point: str, tally: dict) -> None:
+    """Add one image's detections, matched to the renderer's labels, to `tally`."""
+    from mobile_chemist.vision.metrics import match
+
     tally["vials"] += len(scene.vials)
     for i, j in match(dets, scene.vials):
         d, v = dets[i], scene.vials[j]
