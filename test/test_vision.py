@@ -664,6 +664,36 @@ def test_an_interrupted_detector_data_set_is_rendered_again(monkeypatch, tmp_pat
     assert len(calls) == 4  # finished: not rendered a third time
 
 
+def test_a_detector_stage_can_name_the_size_of_its_mixed_set(monkeypatch, tmp_path):
+    """"mixN": a stage on the mixed set with N MuJoCo images, a set of its own."""
+    from mobile_chemist.vision import train
+    from mobile_chemist.vision.cli import build_parser
+
+    plan = train.TrainPlan(det_train_images=2, det_val_images=1, det_mujoco_train_images=1,
+                           det_mujoco_val_images=1)
+    assert [train.mujoco_images(plan, d) for d in ("2d", "mix", "mix3")] == [0, 1, 3]
+    for bad in ("mix0", "mixx", "mix-2", "3d", ""):
+        with pytest.raises(ValueError, match="mixN"):
+            train.mujoco_images(plan, bad)
+    written = []
+
+    def write(root, train_seeds, val_seeds, renderer="2d", workers=1, kind="random",
+              variants=True):
+        written.append((renderer, list(train_seeds)))
+        root.mkdir(parents=True, exist_ok=True)
+        return root / "data.yaml"
+
+    monkeypatch.setattr(train, "write_yolo_dataset", write)
+    data = train.detector_data(plan, "mix3", tmp_path, log=lambda _: None)
+    assert data.parent.name == "det_data_2_mj3_v%d" % train.GENERATOR_VERSION
+    assert written[1] == ("mujoco", [train.TRAIN_SEED_BASE + k for k in range(3)])
+    assert train.detector_data(plan, "mix", tmp_path, log=lambda _: None) != data
+    args = build_parser().parse_args(["train", "--det-finetune", "10:0.001:mix,6:0.0005:mix1800"])
+    assert args.det_finetune == [[10, 0.001, "mix"], [6, 0.0005, "mix1800"]]
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["train", "--det-finetune", "6:0.0005:mixx"])
+
+
 def test_rack_camera_views_are_random_racks_filling_the_frame():
     """`random_rack_view`: the station-camera framing for training, a function of its seed."""
     from mobile_chemist.vision.scenes import iter_scenes

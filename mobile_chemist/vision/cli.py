@@ -30,15 +30,18 @@ def _count(text: str) -> int:
 
 
 def _stages(text: str) -> list:
-    """'10:0.002:2d,10:0.001:mix' -> [[10, 0.002, '2d'], [10, 0.001, 'mix']]."""
+    """'10:0.002:2d,10:0.001:mix,6:0.0005:mix1800' -> [[10, 0.002, '2d'], [10, 0.001, 'mix'],
+    [6, 0.0005, 'mix1800']] ("mixN": the mixed set with N MuJoCo images)."""
+    from mobile_chemist.vision.train import TrainPlan, mujoco_images
+
     try:
         stages = [[int(e), float(lr), data] for e, lr, data in
                   (part.split(":") for part in text.split(",") if part.strip())]
+        for _, _, data in stages:
+            mujoco_images(TrainPlan(), data)
     except ValueError:
-        stages = None
-    if stages is None or any(d not in ("2d", "mix") for _, _, d in stages):
         raise argparse.ArgumentTypeError(
-            f"expected EPOCHS:LR:2d|mix[,EPOCHS:LR:2d|mix...], got {text!r}")
+            f"expected EPOCHS:LR:DATA[,...] with DATA 2d, mix or mixN, got {text!r}") from None
     return stages
 
 

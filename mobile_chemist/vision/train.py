@@ -47,8 +47,11 @@ class TrainPlan:
     # Stages 2, 3, ...: [epochs, AdamW lr0, data ("2d" or "mix")] from the previous
     # stage's best weights (ultralytics' automatic optimiser picks a cautious rate for
     # short runs; each stage restarts the schedule).
+    # "mixN": the mixed set with N MuJoCo images instead of det_mujoco_train_images (stage 6:
+    # more of the robot's view tightened the boxes on it; models/README.md).
     det_finetune: list = field(default_factory=lambda: [[10, 0.002, "2d"], [10, 0.001, "2d"],
-                                                        [10, 0.001, "mix"], [8, 0.0005, "mix"]])
+                                                        [10, 0.001, "mix"], [8, 0.0005, "mix"],
+                                                        [6, 0.0005, "mix1800"]])
     seg_scenes: int = 2500           # 2-D scenes for segmenter crops
     seg_mujoco_scenes: int = 12000   # MuJoCo scenes for segmenter crops (9000 before: models/README.md)
     seg_mujoco_rack_scenes: int = 0  # MuJoCo rack-camera views for segmenter crops
@@ -72,13 +75,25 @@ class TrainPlan:
     workers: int = 2                 # scene rendering processes
 
 
-def detector_data(plan: TrainPlan, data: str, work: Path = WORK, log=print) -> Path:
-    """The detector's data set ("2d" or "mix"), rendered into `work` once."""
-    if data not in ("2d", "mix"):
-        raise ValueError(f"detector data must be '2d' or 'mix', not {data!r}")
-    root = work / f"det_data_{plan.det_train_images}"
+def mujoco_images(plan: TrainPlan, data: str) -> int:
+    """MuJoCo training images of a detector data spec: "2d" none, "mix" the plan's
+    det_mujoco_train_images, "mixN" N; anything else is a ValueError."""
+    if data == "2d":
+        return 0
     if data == "mix":
-        root = root.with_name(root.name + f"_mj{plan.det_mujoco_train_images}")
+        return plan.det_mujoco_train_images
+    if data.startswith("mix") and data[3:].isdigit() and int(data[3:]) > 0:
+        return int(data[3:])
+    raise ValueError(f"detector data must be '2d', 'mix' or 'mixN' (N MuJoCo images), "
+                     f"not {data!r}")
+
+
+def detector_data(plan: TrainPlan, data: str, work: Path = WORK, log=print) -> Path:
+    """The detector's data set ("2d", "mix" or "mixN"), rendered into `work` once."""
+    n_mujoco = mujoco_images(plan, data)
+    root = work / f"det_data_{plan.det_train_images}"
+    if n_mujoco:
+        root = root.with_name(root.name + f"_mj{n_mujoco}")
         if plan.det_mujoco_rack_images:
             root = root.with_name(root.name + f"_rk{plan.det_mujoco_rack_images}")
     if not plan.det_variants:
@@ -94,11 +109,11 @@ def detector_data(plan: TrainPlan, data: str, work: Path = WORK, log=print) -> P
     write_yolo_dataset(root, range(TRAIN_SEED_BASE, TRAIN_SEED_BASE + plan.det_train_images),
                        range(VAL_SEED_BASE, VAL_SEED_BASE + plan.det_val_images),
                        variants=plan.det_variants)
-    if data == "mix":
-        log(f"[detector] rendering {plan.det_mujoco_train_images} + "
+    if n_mujoco:
+        log(f"[detector] rendering {n_mujoco} + "
             f"{plan.det_mujoco_val_images} MuJoCo scenes into {root}")
         write_yolo_dataset(
-            root, range(TRAIN_SEED_BASE, TRAIN_SEED_BASE + plan.det_mujoco_train_images),
+            root, range(TRAIN_SEED_BASE, TRAIN_SEED_BASE + n_mujoco),
             range(VAL_SEED_BASE, VAL_SEED_BASE + plan.det_mujoco_val_images),
             renderer="mujoco", workers=plan.workers, variants=plan.det_variants)
         if plan.det_mujoco_rack_images:
