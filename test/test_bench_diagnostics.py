@@ -86,3 +86,19 @@ def test_two_configs_racks_fill_tails_are_compared_on_the_same_vials():
     assert diff == pytest.approx(0.3 - 0.01)   # p95 of 20 readings: the two 0.3 lie above it
     assert lo == pytest.approx(0.0) and hi == pytest.approx(0.29)   # resamples without v9: 0
     assert difference(a, a, key) == (0.0, [0.0, 0.0])
+
+
+def test_a_threshold_trades_missed_vials_for_false_boxes():
+    from mobile_chemist.vision.metrics import counts_at_threshold, f1
+    from mobile_chemist.vision.pipeline import Detection
+
+    truth = [SimpleNamespace(box=(0, 0, 10, 30), vial_type=0),
+             SimpleNamespace(box=(20, 0, 30, 30), vial_type=0)]
+    dets = [Detection(box=(0, 0, 10, 30), confidence=0.9),     # the first vial
+            Detection(box=(21, 0, 31, 30), confidence=0.3),    # the second, IoU 0.82
+            Detection(box=(50, 0, 60, 30), confidence=0.2)]    # nothing there
+    assert counts_at_threshold([dets], [truth], 0.1) == (2, 1, 0)
+    assert counts_at_threshold([dets], [truth], 0.25) == (2, 0, 0)
+    assert counts_at_threshold([dets], [truth], 0.5) == (1, 0, 1)
+    assert counts_at_threshold([dets, []], [truth, truth[:1]], 0.25) == (2, 0, 1)
+    assert f1(2, 1, 0) == pytest.approx(0.8) and f1(2, 0, 0) == 1.0 and f1(0, 0, 0) == 0.0

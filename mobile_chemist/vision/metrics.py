@@ -41,6 +41,22 @@ def match(dets: Sequence[Detection], truths: Sequence[VialTruth], thr: float = 0
     return pairs
 
 
+def counts_at_threshold(dets: Sequence[Sequence[Detection]], truths: Sequence[Sequence[VialTruth]],
+                        conf: float) -> tuple[int, int, int]:
+    """(matched, false, missed) vials over scenes when detections under `conf` are dropped
+    (any type, IoU >= 0.5): what a detector threshold trades."""
+    matched = false = missed = 0
+    for d, t in zip(dets, truths):
+        kept = [x for x in d if x.confidence >= conf]
+        m = len(match(kept, t))
+        matched, false, missed = matched + m, false + len(kept) - m, missed + len(t) - m
+    return matched, false, missed
+
+
+def f1(matched: int, false: int, missed: int) -> float:
+    return 2 * matched / max(2 * matched + false + missed, 1)
+
+
 def average_precision(scores: list[float], hits: list[bool], n_truth: int) -> float:
     """All-point interpolated AP (VOC 2010+ / COCO style at one IoU)."""
     if n_truth == 0:
