@@ -97,7 +97,8 @@ def build_parser(prog: str = "mobile-chemist vision") -> argparse.ArgumentParser
     t.add_argument("--det-epochs", type=int)
     t.add_argument("--det-imgsz", type=int)
     t.add_argument("--det-finetune", type=_stages, metavar="EPOCHS:LR:DATA[,...]",
-                   help="detector fine-tuning stages after stage 1 ('' for none)")
+                   help="detector fine-tuning stages after stage 1, DATA 2d, mix or mixN "
+                        "(the mixed set with N MuJoCo images); '' for none")
     t.add_argument("--det-threads", type=int,
                    help="torch threads for the detector's training (0: ultralytics' choice)")
     t.add_argument("--det-mujoco-train-images", type=int)
