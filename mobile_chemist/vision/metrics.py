@@ -54,6 +54,7 @@ def counts_at_threshold(dets: Sequence[Sequence[Detection]], truths: Sequence[Se
 
 
 def f1(matched: int, false: int, missed: int) -> float:
+    """F1 of vial finding from the counts `counts_at_threshold` gives (0 when all are 0)."""
     return 2 * matched / max(2 * matched + false + missed, 1)
 
 
