@@ -784,3 +784,41 @@ def _tiny_crops():
     return CropSet(np.zeros((2, 4, 4, 3), np.uint8), np.zeros((2, 4), np.int64),
                    np.zeros(2, np.int64), np.zeros(2, np.int64), np.ones(2, np.float32))
 
+
+
+@pytest.mark.skipif(not HAVE_MODELS, reason="models/ not trained")
+def test_false_vials_are_counted_in_photographs_without_vials(tmp_path):
+    import cv2
+
+    from mobile_chemist.vision import evaluation
+    from mobile_chemist.vision.cli import build_parser, photos_from_args
+
+    grey = np.full((480, 640, 3), 128, np.uint8)
+    scene = render_scene(10_000_002)
+    cv2.imwrite(str(tmp_path / "b_bench.png"), grey)
+    cv2.imwrite(str(tmp_path / "a_rack.png"), scene.image)
+    (tmp_path / "notes.txt").write_text("not a photograph")
+    photos = evaluation.vial_free_photos(tmp_path)
+    assert [p.name for p in photos] == ["a_rack.png", "b_bench.png"]
+    pipe = VisionPipeline()
+    res = evaluation.false_vials(pipe, photos)
+    # A plain grey frame shows nothing; a frame that does show vials is all "false" here.
+    assert res["per_photo"]["b_bench.png"] == []
+    found = pipe.backends["synthetic"].detect(scene.image)
+    assert len(res["per_photo"]["a_rack.png"]) == len(found) > 0
+    assert res["false_vials"] == len(found) and res["photos"] == 2
+    line = evaluation.report({"sets": {}, "photos_without_vials": {"synthetic": res}})
+    assert f"{len(found)} false vials in 2 photographs (most: {len(found)} in a_rack.png" in line
+    # Bad input: an unreadable photograph is named, an empty or missing directory refused.
+    (tmp_path / "c_broken.jpg").write_bytes(b"\xff\xd8 truncated")
+    with pytest.raises(ValueError, match="c_broken.jpg"):
+        evaluation.false_vials(pipe, evaluation.vial_free_photos(tmp_path))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="no photographs"):
+        evaluation.vial_free_photos(tmp_path / "empty")
+    with pytest.raises(FileNotFoundError, match="not found"):
+        evaluation.vial_free_photos(tmp_path / "missing")
+    assert photos_from_args(build_parser().parse_args(["eval", "--photos", "none"])) == []
+    shipped = photos_from_args(build_parser().parse_args(["eval"]))
+    assert {p.name for p in shipped} <= {Path(rel).name for _, rel in evaluation.SHIPPED_PHOTOS}
+    assert any(p.name == "bus.jpg" for p in shipped)   # ultralytics is a vision requirement

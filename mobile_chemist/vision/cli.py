@@ -6,9 +6,11 @@
         scratch, and copy the weights into models/. Options named after the plan's fields
         (--seg-mujoco-scenes, --seg-epochs, --seg-width, --seg-device cuda, ...) train a
         variant; without them the run repeats models/train_plan.json.
-    mobile-chemist vision eval [--scenes 200] [--heinsight-scenes 10] [--json PATH]
-        Score both backends on held-out synthetic scenes and time the pipeline
-        (the same as bench/vision.py).
+    mobile-chemist vision eval [--scenes 200] [--heinsight-scenes 10] [--photos DIR]
+                               [--json PATH]
+        Score both backends on held-out synthetic scenes, count the vials each finds in
+        real photographs without vials (by default those installed packages ship), and time
+        the pipeline (the same as bench/vision.py).
 """
 
 from __future__ import annotations
@@ -72,17 +74,34 @@ def _train(args) -> int:
     return 0
 
 
+def photos_from_args(args) -> list:
+    """The photographs without vials that --photos names (none for 'none')."""
+    from mobile_chemist.vision.evaluation import vial_free_photos
+
+    if args.photos == "none":
+        return []
+    return vial_free_photos(args.photos)
+
+
 def _eval(args) -> int:
     from mobile_chemist.vision.evaluation import report, run_benchmark, save
 
     res = run_benchmark(scenes=args.scenes, heinsight_scenes=args.heinsight_scenes,
                         latency_frames=args.latency_frames, mujoco_scenes=args.mujoco_scenes,
-                        config=args.config, validation=args.validation)
+                        config=args.config, validation=args.validation,
+                        photos=photos_from_args(args))
     print(report(res))
     if args.json:
         save(res, args.json)
         print(f"[vision] wrote {args.json}")
     return 0
+
+
+def add_photos_argument(parser) -> None:
+    parser.add_argument("--photos", metavar="DIR",
+                        help="count false vials in the photographs of DIR, which must show no "
+                             "vial (default: the real photographs installed packages ship; "
+                             "'none' skips it)")
 
 
 def build_parser(prog: str = "mobile-chemist vision") -> argparse.ArgumentParser:
@@ -132,6 +151,7 @@ def build_parser(prog: str = "mobile-chemist vision") -> argparse.ArgumentParser
     e.add_argument("--validation", action="store_true",
                    help="score validation scenes (seeds 5 000 000 up), where settings are "
                         "chosen, instead of the held-out ones")
+    add_photos_argument(e)
     e.add_argument("--json", help="also write the results here")
     e.set_defaults(func=_eval)
     return p

@@ -1,4 +1,5 @@
-"""The vision benchmark: both backends on held-out synthetic scenes, and CPU latency."""
+"""The vision benchmark: both backends on held-out synthetic scenes, false vials on real
+photographs without vials, and CPU latency."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from mobile_chemist.vision.metrics import (
     summarise,
     tally,
 )
-from mobile_chemist.vision.pipeline import VisionPipeline, load_config
+from mobile_chemist.vision.pipeline import VisionPipeline, load_config, validate_image
 from mobile_chemist.vision.scenes import iter_scenes
 from mobile_chemist.vision.synthetic import EVAL_SEED_BASE, scoring_seed_base
 
@@ -59,6 +60,54 @@ def latency(pipe: VisionPipeline, frames: int = 10, warmup: int = 2) -> dict:
             "p95_ms": float(np.percentile(t, 95)), "max_ms": float(t.max())}
 
 
+#: Real photographs that installed packages ship (package, path inside it): none shows a
+#: vial, so every vial found in them is a false one. The only real images this machine has;
+#: a lab's own photographs of its benches without vials (`vision eval --photos DIR`) say more.
+SHIPPED_PHOTOS = (("ultralytics", "assets/bus.jpg"), ("ultralytics", "assets/zidane.jpg"),
+                  ("sklearn", "datasets/images/china.jpg"),
+                  ("sklearn", "datasets/images/flower.jpg"),
+                  ("matplotlib", "mpl-data/sample_data/grace_hopper.jpg"))
+PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+
+
+def vial_free_photos(directory: str | Path | None = None) -> list[Path]:
+    """The photographs of `directory` (sorted), or SHIPPED_PHOTOS of the installed packages."""
+    if directory is not None:
+        d = Path(directory)
+        if not d.is_dir():
+            raise FileNotFoundError(f"photo directory not found: {d}")
+        photos = sorted(p for p in d.iterdir() if p.suffix.lower() in PHOTO_SUFFIXES)
+        if not photos:
+            raise FileNotFoundError(f"no photographs ({', '.join(PHOTO_SUFFIXES)}) in {d}")
+        return photos
+    import importlib.util
+
+    found = []
+    for package, rel in SHIPPED_PHOTOS:
+        spec = importlib.util.find_spec(package)
+        if spec is not None and spec.submodule_search_locations:
+            path = Path(next(iter(spec.submodule_search_locations))) / rel
+            if path.is_file():
+                found.append(path)
+    return found
+
+
+def false_vials(pipe: VisionPipeline, photos: list[Path]) -> dict:
+    """Vials the pipeline's vial backend finds, at its deployed threshold, in photographs
+    that show none: per photograph the confidences, and the total."""
+    import cv2
+
+    per_photo = {}
+    for path in photos:
+        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if image is None:
+            raise ValueError(f"cannot read photograph {path}")
+        dets = pipe.backends[pipe.decide["vials"]].detect(validate_image(image))
+        per_photo[path.name] = sorted((round(d.confidence, 3) for d in dets), reverse=True)
+    return {"photos": len(per_photo), "false_vials": sum(map(len, per_photo.values())),
+            "per_photo": per_photo}
+
+
 def _heinsight_scores(hpipe: VisionPipeline, scenes: list, conf: float) -> dict:
     """HeinSight on what it covers: one vessel class, no types, no caps."""
     res = evaluate(hpipe, scenes, conf_threshold=conf, class_agnostic=True,
@@ -75,9 +124,11 @@ def _heinsight_scores(hpipe: VisionPipeline, scenes: list, conf: float) -> dict:
 
 def run_benchmark(scenes: int = 200, heinsight_scenes: int = 10, latency_frames: int = 10,
                   mujoco_scenes: int = 100, config: str | Path | None = None,
-                  workers: int = 2, validation: bool = False, log=print) -> dict:
+                  workers: int = 2, validation: bool = False, photos: list[Path] | None = None,
+                  log=print) -> dict:
     """Both backends on held-out scenes of each generator ("2d", and "mujoco" unless
-    `mujoco_scenes` is 0), then the deployed pipeline's latency on 16-vial frames (unless
+    `mujoco_scenes` is 0), the vials each finds in `photos` (photographs without vials,
+    `vial_free_photos`), then the deployed pipeline's latency on 16-vial frames (unless
     `latency_frames` is 0).
 
     With `validation`, the scenes come from the validation seeds instead: settings (a
@@ -127,9 +178,13 @@ def run_benchmark(scenes: int = 200, heinsight_scenes: int = 10, latency_frames:
             res["synthetic_on_heinsight_scenes"] = {
                 k: like[k] for k in ("detection", "phase_accuracy", "fill_error", "matched_vials")}
         out["sets"][renderer] = res
+    deployed = VisionPipeline(_with(cfg, "synthetic")) if photos or latency_frames else None
+    if photos:
+        out["photos_without_vials"] = {"synthetic": false_vials(deployed, photos)}
+        if hpipe is not None:
+            out["photos_without_vials"]["heinsight"] = false_vials(hpipe, photos)
     if not latency_frames:   # accuracy only (latency_frames=0): no timing to report
         return out
-    deployed = VisionPipeline(_with(cfg, "synthetic"))
     out["latency_16_vials"] = {"synthetic": latency(deployed, latency_frames)}
     if hpipe is not None:
         out["latency_16_vials"]["heinsight"] = latency(hpipe, max(2, latency_frames // 5),
@@ -139,9 +194,10 @@ def run_benchmark(scenes: int = 200, heinsight_scenes: int = 10, latency_frames:
 
 def compare(base: str | Path | None, candidate: str | Path, scenes: int = 200,
             mujoco_scenes: int = 100, workers: int = 2, validation: bool = True,
-            log=print) -> dict:
+            photos: list[Path] | None = None, log=print) -> dict:
     """Two vision configs (each naming its weights) on the same scenes, with the paired
-    95 % interval of each difference (candidate - base) over resampled scenes.
+    95 % interval of each difference (candidate - base) over resampled scenes; and the
+    false vials each finds in `photos` (photographs without vials).
 
     Validation seeds by default: a comparison chooses between models, and choices are
     made there.
@@ -173,6 +229,9 @@ def compare(base: str | Path | None, candidate: str | Path, scenes: int = 200,
         res["any_vial_ap50"] = {k: summary[k]["detection"]["any_vial"]["ap50"] for k in t}
         res["map50_types"] = {k: summary[k]["detection"]["map50"] for k in t}
         out["sets"][renderer] = res
+    if photos:
+        out["photos_without_vials"] = {
+            k: false_vials(VisionPipeline(_with(c, "synthetic")), photos) for k, c in cfgs.items()}
     return out
 
 
@@ -190,6 +249,10 @@ def report_comparison(res: dict) -> str:
             lines.append(f"{name}: {_f(v['base'])} -> {_f(v['candidate'])}, difference "
                          f"{v['difference']:+.3f} (95 % CI over scenes, paired {lo:+.3f} to "
                          f"{hi:+.3f})")
+    fv = res.get("photos_without_vials")
+    if fv:
+        lines.append(f"false vials in {fv['base']['photos']} real photographs without vials: "
+                     f"{fv['base']['false_vials']} -> {fv['candidate']['false_vials']}")
     return "\n".join(lines)
 
 
@@ -245,6 +308,11 @@ def report(res: dict) -> str:
             lines.append(f"== {renderer} scenes, synthetic backend on HeinSight's scenes "
                          f"(class-agnostic): AP50 {_f(like['detection']['map50'])}, phase acc "
                          f"{_f(like['phase_accuracy'])}, fill p95 {_f(like['fill_error']['p95'])}")
+    for name, fv in res.get("photos_without_vials", {}).items():
+        worst = max(fv["per_photo"].items(), key=lambda kv: len(kv[1]))
+        lines.append(f"real photographs without vials, backend {name}: {fv['false_vials']} false "
+                     f"vials in {fv['photos']} photographs (most: {len(worst[1])} in {worst[0]}"
+                     f"{', top confidence ' + format(worst[1][0], '.2f') if worst[1] else ''})")
     for name, lat in res.get("latency_16_vials", {}).items():
         lines.append(f"latency {name}, 640x480 frame with 16 vials: mean {lat['mean_ms']:.0f} ms, "
                      f"median {lat['median_ms']:.0f} ms, p95 {lat['p95_ms']:.0f} ms "
