@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 
 import numpy as np
@@ -671,10 +672,11 @@ def test_a_detector_stage_can_name_the_size_of_its_mixed_set(monkeypatch, tmp_pa
 
     plan = train.TrainPlan(det_train_images=2, det_val_images=1, det_mujoco_train_images=1,
                            det_mujoco_val_images=1)
-    assert [train.mujoco_images(plan, d) for d in ("2d", "mix", "mix3")] == [0, 1, 3]
-    for bad in ("mix0", "mixx", "mix-2", "3d", ""):
+    assert [train.data_counts(plan, d) for d in ("2d", "mix", "mix3", "mix3+neg5")] == [
+        (0, 0), (1, 0), (3, 0), (3, 5)]
+    for bad in ("mix0", "mixx", "mix-2", "3d", "", "mix3+neg0", "mix3+neg", "+neg2"):
         with pytest.raises(ValueError, match="mixN"):
-            train.mujoco_images(plan, bad)
+            train.data_counts(plan, bad)
     written = []
 
     def write(root, train_seeds, val_seeds, renderer="2d", workers=1, kind="random",
@@ -692,6 +694,42 @@ def test_a_detector_stage_can_name_the_size_of_its_mixed_set(monkeypatch, tmp_pa
     assert args.det_finetune == [[10, 0.001, "mix"], [6, 0.0005, "mix1800"]]
     with pytest.raises(SystemExit):
         build_parser().parse_args(["train", "--det-finetune", "6:0.0005:mixx"])
+
+
+def test_frames_without_vials_join_a_detector_set_without_rendering_it_again(monkeypatch,
+                                                                            tmp_path):
+    """"+negM": M frames without vials (empty labels) beside a set's own training images."""
+    import cv2
+
+    from mobile_chemist.vision import train
+    from mobile_chemist.vision.negatives import render_vial_free
+
+    plan = train.TrainPlan(det_train_images=2, det_val_images=1)
+    written = []
+
+    def write(root, train_seeds, val_seeds, renderer="2d", workers=1, kind="random",
+              variants=True):
+        written.append(renderer)
+        root.mkdir(parents=True, exist_ok=True)
+        (root / "data.yaml").write_text('{"path": "x", "train": "images/train", '
+                                        '"val": "images/val", "names": {"0": "gc_2ml"}}')
+        return root / "data.yaml"
+
+    monkeypatch.setattr(train, "write_yolo_dataset", write)
+    plain = train.detector_data(plan, "2d", tmp_path, log=lambda _: None)
+    data = train.detector_data(plan, "2d+neg3", tmp_path, log=lambda _: None)
+    assert written == ["2d"]   # the scenes are shared, not rendered twice
+    spec = json.loads(data.read_text())
+    neg = tmp_path / "det_vial_free_3"
+    assert spec["train"] == [str((plain.parent / "images" / "train").resolve()),
+                             str((neg / "images" / "train").resolve())]
+    assert spec["val"] == "images/val" and spec["path"] == str(plain.parent.resolve())
+    images = sorted((neg / "images" / "train").glob("*.png"))
+    assert [p.stem for p in images] == ["n000000000", "n000000001", "n000000002"]
+    assert all((neg / "labels" / "train" / f"{p.stem}.txt").read_text() == "" for p in images)
+    assert np.array_equal(cv2.imread(str(images[1])), render_vial_free(1))
+    assert render_vial_free(1).shape == (480, 640, 3)
+    assert not np.array_equal(render_vial_free(1), render_vial_free(2))
 
 
 def test_rack_camera_views_are_random_racks_filling_the_frame():

@@ -33,17 +33,19 @@ def _count(text: str) -> int:
 
 def _stages(text: str) -> list:
     """'10:0.002:2d,10:0.001:mix,6:0.0005:mix1800' -> [[10, 0.002, '2d'], [10, 0.001, 'mix'],
-    [6, 0.0005, 'mix1800']] ("mixN": the mixed set with N MuJoCo images)."""
-    from mobile_chemist.vision.train import TrainPlan, mujoco_images
+    [6, 0.0005, 'mix1800']] ("mixN": the mixed set with N MuJoCo images; "+negM" adds M
+    frames without vials)."""
+    from mobile_chemist.vision.train import TrainPlan, data_counts
 
     try:
         stages = [[int(e), float(lr), data] for e, lr, data in
                   (part.split(":") for part in text.split(",") if part.strip())]
         for _, _, data in stages:
-            mujoco_images(TrainPlan(), data)
+            data_counts(TrainPlan(), data)
     except ValueError:
         raise argparse.ArgumentTypeError(
-            f"expected EPOCHS:LR:DATA[,...] with DATA 2d, mix or mixN, got {text!r}") from None
+            f"expected EPOCHS:LR:DATA[,...] with DATA 2d, mix or mixN (and +negM), got "
+            f"{text!r}") from None
     return stages
 
 
@@ -117,7 +119,8 @@ def build_parser(prog: str = "mobile-chemist vision") -> argparse.ArgumentParser
     t.add_argument("--det-imgsz", type=int)
     t.add_argument("--det-finetune", type=_stages, metavar="EPOCHS:LR:DATA[,...]",
                    help="detector fine-tuning stages after stage 1, DATA 2d, mix or mixN "
-                        "(the mixed set with N MuJoCo images); '' for none")
+                        "(the mixed set with N MuJoCo images), +negM adding M frames "
+                        "without vials; '' for none")
     t.add_argument("--det-threads", type=int,
                    help="torch threads for the detector's training (0: ultralytics' choice)")
     t.add_argument("--det-mujoco-train-images", type=int)

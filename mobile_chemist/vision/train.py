@@ -48,7 +48,8 @@ class TrainPlan:
     # stage's best weights (ultralytics' automatic optimiser picks a cautious rate for
     # short runs; each stage restarts the schedule).
     # "mixN": the mixed set with N MuJoCo images instead of det_mujoco_train_images (stage 6:
-    # more of the robot's view tightened the boxes on it; models/README.md).
+    # more of the robot's view tightened the boxes on it; models/README.md); "+negM" adds M
+    # frames without vials to a set's training images (`data_counts`).
     det_finetune: list = field(default_factory=lambda: [[10, 0.002, "2d"], [10, 0.001, "2d"],
                                                         [10, 0.001, "mix"], [8, 0.0005, "mix"],
                                                         [6, 0.0005, "mix1800"]])
@@ -75,22 +76,29 @@ class TrainPlan:
     workers: int = 2                 # scene rendering processes
 
 
-def mujoco_images(plan: TrainPlan, data: str) -> int:
-    """MuJoCo training images of a detector data spec: "2d" none, "mix" the plan's
-    det_mujoco_train_images, "mixN" N; anything else is a ValueError."""
-    if data == "2d":
-        return 0
-    if data == "mix":
-        return plan.det_mujoco_train_images
-    if data.startswith("mix") and data[3:].isdigit() and int(data[3:]) > 0:
-        return int(data[3:])
-    raise ValueError(f"detector data must be '2d', 'mix' or 'mixN' (N MuJoCo images), "
-                     f"not {data!r}")
+def data_counts(plan: TrainPlan, data: str) -> tuple[int, int]:
+    """(MuJoCo images, frames without vials) of a detector data spec: "2d" (0, 0), "mix"
+    the plan's det_mujoco_train_images, "mixN" N MuJoCo images, and any of them with
+    "+negM" M frames without vials (negatives.render_vial_free) added to the training
+    images; anything else is a ValueError."""
+    spec, _, neg = data.partition("+neg")
+    bad = ValueError(f"detector data must be '2d', 'mix' or 'mixN' (N MuJoCo images), "
+                     f"optionally with '+negM' (M frames without vials), not {data!r}")
+    if _ and not (neg.isdigit() and int(neg) > 0):
+        raise bad
+    n_neg = int(neg) if _ else 0
+    if spec == "2d":
+        return 0, n_neg
+    if spec == "mix":
+        return plan.det_mujoco_train_images, n_neg
+    if spec.startswith("mix") and spec[3:].isdigit() and int(spec[3:]) > 0:
+        return int(spec[3:]), n_neg
+    raise bad
 
 
 def detector_data(plan: TrainPlan, data: str, work: Path = WORK, log=print) -> Path:
-    """The detector's data set ("2d", "mix" or "mixN"), rendered into `work` once."""
-    n_mujoco = mujoco_images(plan, data)
+    """The detector's data set (`data_counts`), rendered into `work` once."""
+    n_mujoco, n_negative = data_counts(plan, data)
     root = work / f"det_data_{plan.det_train_images}"
     if n_mujoco:
         root = root.with_name(root.name + f"_mj{n_mujoco}")
@@ -102,8 +110,31 @@ def detector_data(plan: TrainPlan, data: str, work: Path = WORK, log=print) -> P
     # data.yaml appears after the first part; this marker only once every part is written,
     # so an interrupted render is redone rather than trained on.
     done = root / "complete"
-    if done.is_file():
+    if not done.is_file():
+        _render_detector_data(plan, root, n_mujoco, log)
+        done.touch()
+    if not n_negative:
         return root / "data.yaml"
+    # The frames without vials have a directory of their own, so that a set with them
+    # shares its scenes with the same set without them instead of rendering them again.
+    neg = work / f"det_vial_free_{n_negative}"
+    if not (neg / "complete").is_file():
+        from mobile_chemist.vision.negatives import write_vial_free_images
+
+        log(f"[detector] rendering {n_negative} frames without vials into {neg}")
+        write_vial_free_images(neg, range(TRAIN_SEED_BASE, TRAIN_SEED_BASE + n_negative))
+        (neg / "complete").touch()
+    both = root.with_name(root.name + f"_neg{n_negative}")
+    both.mkdir(parents=True, exist_ok=True)
+    spec = json.loads((root / "data.yaml").read_text())
+    spec.update(path=str(root.resolve()), train=[str((root / "images" / "train").resolve()),
+                                                 str((neg / "images" / "train").resolve())])
+    (both / "data.yaml").write_text(json.dumps(spec, indent=1))
+    return both / "data.yaml"
+
+
+def _render_detector_data(plan: TrainPlan, root: Path, n_mujoco: int, log) -> None:
+    """The scenes of a detector data set (2-D, then MuJoCo ones if any) into `root`."""
     log(f"[detector] rendering {plan.det_train_images} + {plan.det_val_images} 2-D scenes "
         f"into {root}")
     write_yolo_dataset(root, range(TRAIN_SEED_BASE, TRAIN_SEED_BASE + plan.det_train_images),
@@ -123,8 +154,6 @@ def detector_data(plan: TrainPlan, data: str, work: Path = WORK, log=print) -> P
                 root, range(TRAIN_SEED_BASE, TRAIN_SEED_BASE + plan.det_mujoco_rack_images),
                 (), renderer="mujoco", workers=plan.workers, kind="rack",
                 variants=plan.det_variants)
-    done.touch()
-    return root / "data.yaml"
 
 
 def train_detector(plan: TrainPlan, work: Path = WORK, log=print) -> Path:
