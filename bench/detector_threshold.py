@@ -2,9 +2,10 @@
 
     python bench/detector_threshold.py [DETECTOR ...] [--thresholds 0.15 0.2 0.25 0.3]
                                        [--scenes 200] [--held-out] [--kind random|rack]
+                                       [--config config/vision.yaml]
 
-For each detector's weights (default: the committed one), at config/vision.yaml's input
-size, on validation scenes of both generators (the scene choice the other diagnostics
+For each detector's weights (default: the one the config names), with the config's input
+size and detection settings, on validation scenes of both generators (the scene choice the other diagnostics
 share, `scenes.add_scene_arguments`; held-out only to diagnose, never to choose): a vial is found when a box at or above the threshold matches it at IoU >= 0.5,
 whatever its type (`metrics.counts_at_threshold`). The figures behind `conf` in the config.
 """
@@ -23,17 +24,18 @@ from mobile_chemist.vision.scenes import add_scene_arguments, scene_sets  # noqa
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("detectors", nargs="*", default=[str(REPO / "models" / "vial_detector.pt")])
+    p.add_argument("detectors", nargs="*")
     p.add_argument("--thresholds", type=float, nargs="+", default=[0.15, 0.2, 0.25, 0.3])
+    p.add_argument("--config", help="vision config (default config/vision.yaml)")
     add_scene_arguments(p, scenes=200)
     args = p.parse_args()
     sets = scene_sets(args)   # before torch loads
     from mobile_chemist.vision.metrics import counts_at_threshold, f1
     from mobile_chemist.vision.pipeline import SyntheticBackend, load_config
 
-    cfg = load_config()["backends"]["synthetic"]
+    cfg = load_config(args.config)["backends"]["synthetic"]
     lowest = min(args.thresholds)
-    for weights in args.detectors:
+    for weights in args.detectors or [cfg["detector"]]:
         backend = SyntheticBackend(dict(cfg, detector=weights, conf=lowest))
         print(f"== {weights} (input {cfg.get('imgsz')})")
         for name, scenes in sets.items():
