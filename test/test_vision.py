@@ -857,6 +857,14 @@ def test_false_vials_are_counted_in_photographs_without_vials(tmp_path):
     with pytest.raises(FileNotFoundError, match="not found"):
         evaluation.vial_free_photos(tmp_path / "missing")
     assert photos_from_args(build_parser().parse_args(["eval", "--photos", "none"])) == []
+    # By default the photographs that the vision requirements ship (ultralytics, scikit-learn,
+    # matplotlib, scikit-image), every one of them there; those that chose stage 7 counted apart.
     shipped = photos_from_args(build_parser().parse_args(["eval"]))
-    assert {p.name for p in shipped} <= {Path(rel).name for _, rel in evaluation.SHIPPED_PHOTOS}
-    assert any(p.name == "bus.jpg" for p in shipped)   # ultralytics is a vision requirement
+    assert [p.name for p in shipped] == [Path(rel).name for _, rel in evaluation.SHIPPED_PHOTOS]
+    chose = shipped[0]
+    assert chose.name == "bus.jpg"
+    both = evaluation.false_vials(pipe, [chose, tmp_path / "a_rack.png"])
+    assert both["choice_photos"] == 1 and res["choice_photos"] == 0
+    assert both["false_vials_in_choice_photos"] == len(both["per_photo"]["bus.jpg"])
+    assert f"in the 1 that chose detector stage 7, {len(found)} in the other 1" in \
+        evaluation.report({"sets": {}, "photos_without_vials": {"synthetic": both}})

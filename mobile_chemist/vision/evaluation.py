@@ -63,10 +63,18 @@ def latency(pipe: VisionPipeline, frames: int = 10, warmup: int = 2) -> dict:
 #: Real photographs that installed packages ship (package, path inside it): none shows a
 #: vial, so every vial found in them is a false one. The only real images this machine has;
 #: a lab's own photographs of its benches without vials (`vision eval --photos DIR`) say more.
-SHIPPED_PHOTOS = (("ultralytics", "assets/bus.jpg"), ("ultralytics", "assets/zidane.jpg"),
-                  ("sklearn", "datasets/images/china.jpg"),
-                  ("sklearn", "datasets/images/flower.jpg"),
-                  ("matplotlib", "mpl-data/sample_data/grace_hopper.jpg"))
+#: The first five decided detector stage 7 (models/README.md); scikit-image's photographic
+#: samples after them (its drawn ones left out) have decided nothing.
+CHOICE_PHOTOS = (("ultralytics", "assets/bus.jpg"), ("ultralytics", "assets/zidane.jpg"),
+                 ("sklearn", "datasets/images/china.jpg"),
+                 ("sklearn", "datasets/images/flower.jpg"),
+                 ("matplotlib", "mpl-data/sample_data/grace_hopper.jpg"))
+SHIPPED_PHOTOS = CHOICE_PHOTOS + tuple(
+    ("skimage", f"data/{name}") for name in (
+        "astronaut.png", "brick.png", "camera.png", "cell.png", "chelsea.png",
+        "clock_motion.png", "coffee.png", "coins.png", "grass.png", "gravel.png",
+        "hubble_deep_field.jpg", "ihc.png", "moon.png", "motorcycle_left.png", "page.png",
+        "retina.jpg", "rocket.jpg"))
 PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
 
@@ -80,10 +88,15 @@ def vial_free_photos(directory: str | Path | None = None) -> list[Path]:
         if not photos:
             raise FileNotFoundError(f"no photographs ({', '.join(PHOTO_SUFFIXES)}) in {d}")
         return photos
+    return _installed(SHIPPED_PHOTOS)
+
+
+def _installed(photos) -> list[Path]:
+    """The (package, path) photographs whose package is installed."""
     import importlib.util
 
     found = []
-    for package, rel in SHIPPED_PHOTOS:
+    for package, rel in photos:
         spec = importlib.util.find_spec(package)
         if spec is not None and spec.submodule_search_locations:
             path = Path(next(iter(spec.submodule_search_locations))) / rel
@@ -94,17 +107,23 @@ def vial_free_photos(directory: str | Path | None = None) -> list[Path]:
 
 def false_vials(pipe: VisionPipeline, photos: list[Path]) -> dict:
     """Vials the pipeline's vial backend finds, at its deployed threshold, in photographs
-    that show none: per photograph the confidences, and the total."""
+    that show none: per photograph the confidences, the total, and the total in those of
+    CHOICE_PHOTOS among them (a choice was made on those)."""
     import cv2
 
-    per_photo = {}
+    chose = set(_installed(CHOICE_PHOTOS))
+    per_photo, in_choice = {}, [0, 0]
     for path in photos:
         image = cv2.imread(str(path), cv2.IMREAD_COLOR)
         if image is None:
             raise ValueError(f"cannot read photograph {path}")
         dets = pipe.backends[pipe.decide["vials"]].detect(validate_image(image))
         per_photo[path.name] = sorted((round(d.confidence, 3) for d in dets), reverse=True)
+        if path in chose:
+            in_choice[0] += 1
+            in_choice[1] += len(dets)
     return {"photos": len(per_photo), "false_vials": sum(map(len, per_photo.values())),
+            "choice_photos": in_choice[0], "false_vials_in_choice_photos": in_choice[1],
             "per_photo": per_photo}
 
 
@@ -310,9 +329,15 @@ def report(res: dict) -> str:
                          f"{_f(like['phase_accuracy'])}, fill p95 {_f(like['fill_error']['p95'])}")
     for name, fv in res.get("photos_without_vials", {}).items():
         worst = max(fv["per_photo"].items(), key=lambda kv: len(kv[1]))
+        split = ""
+        if 0 < fv["choice_photos"] < fv["photos"]:
+            split = (f"; {fv['false_vials_in_choice_photos']} in the {fv['choice_photos']} that "
+                     f"chose detector stage 7, {fv['false_vials'] - fv['false_vials_in_choice_photos']}"
+                     f" in the other {fv['photos'] - fv['choice_photos']}")
         lines.append(f"real photographs without vials, backend {name}: {fv['false_vials']} false "
                      f"vials in {fv['photos']} photographs (most: {len(worst[1])} in {worst[0]}"
-                     f"{', top confidence ' + format(worst[1][0], '.2f') if worst[1] else ''})")
+                     f"{', top confidence ' + format(worst[1][0], '.2f') if worst[1] else ''}"
+                     f"{split})")
     for name, lat in res.get("latency_16_vials", {}).items():
         lines.append(f"latency {name}, 640x480 frame with 16 vials: mean {lat['mean_ms']:.0f} ms, "
                      f"median {lat['median_ms']:.0f} ms, p95 {lat['p95_ms']:.0f} ms "
