@@ -112,7 +112,7 @@ def false_vials(pipe: VisionPipeline, photos: list[Path]) -> dict:
     import cv2
 
     chose = set(_installed(CHOICE_PHOTOS))
-    per_photo, in_choice = {}, [0, 0]
+    per_photo, n_choice, false_in_choice = {}, 0, 0
     for path in photos:
         image = cv2.imread(str(path), cv2.IMREAD_COLOR)
         if image is None:
@@ -120,10 +120,9 @@ def false_vials(pipe: VisionPipeline, photos: list[Path]) -> dict:
         dets = pipe.backends[pipe.decide["vials"]].detect(validate_image(image))
         per_photo[path.name] = sorted((round(d.confidence, 3) for d in dets), reverse=True)
         if path in chose:
-            in_choice[0] += 1
-            in_choice[1] += len(dets)
+            n_choice, false_in_choice = n_choice + 1, false_in_choice + len(dets)
     return {"photos": len(per_photo), "false_vials": sum(map(len, per_photo.values())),
-            "choice_photos": in_choice[0], "false_vials_in_choice_photos": in_choice[1],
+            "choice_photos": n_choice, "false_vials_in_choice_photos": false_in_choice,
             "per_photo": per_photo}
 
 

@@ -5,11 +5,14 @@ on them alone has never been told that a busy, colourful frame can show none, an
 "vials" in real photographs (bench/vision.py counts them in photographs without vials).
 These frames are a dead-leaves image (Lee, Mumford and Huang 2001: occluding shapes whose
 sizes follow a power law, which gives natural images' scale statistics) of flat, graded,
-striped and noisy shapes, some of them tall bars and rounded columns the size of a vial,
+striped and noisy shapes and strokes, some of them tall bars and round-topped columns,
 through the same camera effects as the scenes. Labels: none.
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -82,10 +85,8 @@ def render_vial_free(seed: int, width: int = 640, height: int = 480) -> np.ndarr
     return camera_effects(img.astype(np.float32), rng)
 
 
-def write_vial_free_images(root, seeds) -> None:
+def write_vial_free_images(root: Path, seeds: Iterable[int]) -> None:
     """Frames of `seeds` as YOLO training images with empty label files under `root`."""
-    from pathlib import Path
-
     root = Path(root)
     (root / "images" / "train").mkdir(parents=True, exist_ok=True)
     (root / "labels" / "train").mkdir(parents=True, exist_ok=True)
