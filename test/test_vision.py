@@ -851,6 +851,9 @@ def test_false_vials_are_counted_in_photographs_without_vials(tmp_path):
     (tmp_path / "c_broken.jpg").write_bytes(b"\xff\xd8 truncated")
     with pytest.raises(ValueError, match="c_broken.jpg"):
         evaluation.false_vials(pipe, evaluation.vial_free_photos(tmp_path))
+    cv2.imwrite(str(tmp_path / "d_strip.png"), np.zeros((8, 640, 3), np.uint8))
+    with pytest.raises(ImageError, match="d_strip.png: image size 640x8"):
+        evaluation.false_vials(pipe, [tmp_path / "d_strip.png"])
     (tmp_path / "empty").mkdir()
     with pytest.raises(FileNotFoundError, match="no photographs"):
         evaluation.vial_free_photos(tmp_path / "empty")

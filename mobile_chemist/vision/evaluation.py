@@ -21,7 +21,7 @@ from mobile_chemist.vision.metrics import (
     summarise,
     tally,
 )
-from mobile_chemist.vision.pipeline import VisionPipeline, load_config, validate_image
+from mobile_chemist.vision.pipeline import ImageError, VisionPipeline, load_config, validate_image
 from mobile_chemist.vision.scenes import iter_scenes
 from mobile_chemist.vision.synthetic import EVAL_SEED_BASE, scoring_seed_base
 
@@ -117,7 +117,11 @@ def false_vials(pipe: VisionPipeline, photos: list[Path]) -> dict:
         image = cv2.imread(str(path), cv2.IMREAD_COLOR)
         if image is None:
             raise ValueError(f"cannot read photograph {path}")
-        dets = pipe.backends[pipe.decide["vials"]].detect(validate_image(image))
+        try:
+            image = validate_image(image)
+        except ImageError as exc:
+            raise ImageError(f"photograph {path}: {exc}") from None
+        dets = pipe.backends[pipe.decide["vials"]].detect(image)
         per_photo[path.name] = sorted((round(d.confidence, 3) for d in dets), reverse=True)
         if path in chose:
             n_choice, false_in_choice = n_choice + 1, false_in_choice + len(dets)
