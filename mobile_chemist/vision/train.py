@@ -53,7 +53,7 @@ class TrainPlan:
     det_finetune: list = field(default_factory=lambda: [[10, 0.002, "2d"], [10, 0.001, "2d"],
                                                         [10, 0.001, "mix"], [8, 0.0005, "mix"],
                                                         [6, 0.0005, "mix1800"],
-                                                        [6, 0.0005, "mix1800+neg300"]])
+                                                        [6, 0.0005, "mix1800+neg1000"]])
     seg_scenes: int = 2500           # 2-D scenes for segmenter crops
     seg_mujoco_scenes: int = 12000   # MuJoCo scenes for segmenter crops (9000 before: models/README.md)
     seg_mujoco_rack_scenes: int = 0  # MuJoCo rack-camera views for segmenter crops
