@@ -82,12 +82,12 @@ def data_counts(plan: TrainPlan, data: str) -> tuple[int, int]:
     the plan's det_mujoco_train_images, "mixN" N MuJoCo images, and any of them with
     "+negM" M frames without vials (negatives.render_vial_free) added to the training
     images; anything else is a ValueError."""
-    spec, _, neg = data.partition("+neg")
+    spec, sep, neg = data.partition("+neg")
     bad = ValueError(f"detector data must be '2d', 'mix' or 'mixN' (N MuJoCo images), "
                      f"optionally with '+negM' (M frames without vials), not {data!r}")
-    if _ and not (neg.isdigit() and int(neg) > 0):
+    if sep and not (neg.isdigit() and int(neg) > 0):
         raise bad
-    n_neg = int(neg) if _ else 0
+    n_neg = int(neg) if sep else 0
     if spec == "2d":
         return 0, n_neg
     if spec == "mix":
