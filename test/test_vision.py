@@ -823,7 +823,6 @@ def _tiny_crops():
                    np.zeros(2, np.int64), np.zeros(2, np.int64), np.ones(2, np.float32))
 
 
-
 @pytest.mark.skipif(not HAVE_MODELS, reason="models/ not trained")
 def test_false_vials_are_counted_in_photographs_without_vials(tmp_path):
     import cv2
