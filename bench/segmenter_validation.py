@@ -1,4 +1,4 @@
-"""Phase segmenter alone on validation scenes (ground-truth boxes), as models/README.md quotes.
+"""Phase segmenter alone on validation scenes (ground-truth boxes), as models/HISTORY.md quotes.
 
     python bench/segmenter_validation.py [WEIGHTS ...] [--scenes 60] [--details] [--held-out]
                                          [--kind random|rack]

@@ -63,7 +63,7 @@ def latency(pipe: VisionPipeline, frames: int = 10, warmup: int = 2) -> dict:
 #: Real photographs that installed packages ship (package, path inside it): none shows a
 #: vial, so every vial found in them is a false one. The only real images this machine has;
 #: a lab's own photographs of its benches without vials (`vision eval --photos DIR`) say more.
-#: The first five decided detector stage 7 (models/README.md); scikit-image's photographic
+#: The first five decided detector stage 7 (models/HISTORY.md); scikit-image's photographic
 #: samples after them (its drawn ones left out) have decided nothing.
 CHOICE_PHOTOS = (("ultralytics", "assets/bus.jpg"), ("ultralytics", "assets/zidane.jpg"),
                  ("sklearn", "datasets/images/china.jpg"),

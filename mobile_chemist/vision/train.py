@@ -48,14 +48,14 @@ class TrainPlan:
     # stage's best weights (ultralytics' automatic optimiser picks a cautious rate for
     # short runs; each stage restarts the schedule).
     # "mixN": the mixed set with N MuJoCo images instead of det_mujoco_train_images (stage 6:
-    # more of the robot's view tightened the boxes on it; models/README.md); "+negM" adds M
+    # more of the robot's view tightened the boxes on it; models/HISTORY.md); "+negM" adds M
     # frames without vials to a set's training images (`data_counts`).
     det_finetune: list = field(default_factory=lambda: [[10, 0.002, "2d"], [10, 0.001, "2d"],
                                                         [10, 0.001, "mix"], [8, 0.0005, "mix"],
                                                         [6, 0.0005, "mix1800"],
                                                         [6, 0.0005, "mix1800+neg1000"]])
     seg_scenes: int = 2500           # 2-D scenes for segmenter crops
-    seg_mujoco_scenes: int = 12000   # MuJoCo scenes for segmenter crops (9000 before: models/README.md)
+    seg_mujoco_scenes: int = 12000   # MuJoCo scenes for crops (9000 before: models/HISTORY.md)
     seg_mujoco_rack_scenes: int = 0  # MuJoCo rack-camera views for segmenter crops
     seg_epochs: int = 24
     # Then [epochs, max lr] stages from the previous stage's weights, on the same crops
@@ -72,7 +72,7 @@ class TrainPlan:
     # Seeds: the detector's is ultralytics' (weight init, batch order, augmentation); the
     # segmenter's draws its weights, batches and crop box noise. Apart so that one model
     # can be trained again with another seed while the other's record stays true.
-    det_seed: int = 1                # the committed detector's (models/README.md)
+    det_seed: int = 1                # the committed detector's (models/HISTORY.md)
     seg_seed: int = 0
     workers: int = 2                 # scene rendering processes
 
