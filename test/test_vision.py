@@ -665,6 +665,24 @@ def test_an_interrupted_detector_data_set_is_rendered_again(monkeypatch, tmp_pat
     assert len(calls) == 4  # finished: not rendered a third time
 
 
+def _record_dataset_writes(monkeypatch, train) -> list[dict]:
+    """Stand in for `write_yolo_dataset` in `train`: each call is recorded (renderer, kind,
+    train_seeds, variants) and leaves a minimal data.yaml, nothing rendered."""
+    written: list[dict] = []
+
+    def write(root, train_seeds, val_seeds, renderer="2d", workers=1, kind="random",
+              variants=True):
+        written.append(dict(renderer=renderer, kind=kind, train_seeds=list(train_seeds),
+                            variants=variants))
+        root.mkdir(parents=True, exist_ok=True)
+        (root / "data.yaml").write_text('{"path": "x", "train": "images/train", '
+                                        '"val": "images/val", "names": {"0": "gc_2ml"}}')
+        return root / "data.yaml"
+
+    monkeypatch.setattr(train, "write_yolo_dataset", write)
+    return written
+
+
 def test_a_detector_stage_can_name_the_size_of_its_mixed_set(monkeypatch, tmp_path):
     """"mixN": a stage on the mixed set with N MuJoCo images, a set of its own."""
     from mobile_chemist.vision import train
@@ -677,18 +695,11 @@ def test_a_detector_stage_can_name_the_size_of_its_mixed_set(monkeypatch, tmp_pa
     for bad in ("mix0", "mixx", "mix-2", "3d", "", "mix3+neg0", "mix3+neg", "+neg2"):
         with pytest.raises(ValueError, match="mixN"):
             train.data_counts(plan, bad)
-    written = []
-
-    def write(root, train_seeds, val_seeds, renderer="2d", workers=1, kind="random",
-              variants=True):
-        written.append((renderer, list(train_seeds)))
-        root.mkdir(parents=True, exist_ok=True)
-        return root / "data.yaml"
-
-    monkeypatch.setattr(train, "write_yolo_dataset", write)
+    written = _record_dataset_writes(monkeypatch, train)
     data = train.detector_data(plan, "mix3", tmp_path, log=lambda _: None)
     assert data.parent.name == "det_data_2_mj3_v%d" % train.GENERATOR_VERSION
-    assert written[1] == ("mujoco", [train.TRAIN_SEED_BASE + k for k in range(3)])
+    assert (written[1]["renderer"], written[1]["train_seeds"]) == (
+        "mujoco", [train.TRAIN_SEED_BASE + k for k in range(3)])
     assert train.detector_data(plan, "mix", tmp_path, log=lambda _: None) != data
     args = build_parser().parse_args(["train", "--det-finetune", "10:0.001:mix,6:0.0005:mix1800"])
     assert args.det_finetune == [[10, 0.001, "mix"], [6, 0.0005, "mix1800"]]
@@ -705,20 +716,11 @@ def test_frames_without_vials_join_a_detector_set_without_rendering_it_again(mon
     from mobile_chemist.vision.negatives import render_vial_free
 
     plan = train.TrainPlan(det_train_images=2, det_val_images=1)
-    written = []
-
-    def write(root, train_seeds, val_seeds, renderer="2d", workers=1, kind="random",
-              variants=True):
-        written.append(renderer)
-        root.mkdir(parents=True, exist_ok=True)
-        (root / "data.yaml").write_text('{"path": "x", "train": "images/train", '
-                                        '"val": "images/val", "names": {"0": "gc_2ml"}}')
-        return root / "data.yaml"
-
-    monkeypatch.setattr(train, "write_yolo_dataset", write)
+    written = _record_dataset_writes(monkeypatch, train)
     plain = train.detector_data(plan, "2d", tmp_path, log=lambda _: None)
     data = train.detector_data(plan, "2d+neg3", tmp_path, log=lambda _: None)
-    assert written == ["2d"]   # the scenes are shared, not rendered twice
+    # The scenes are shared, not rendered twice.
+    assert [w["renderer"] for w in written] == ["2d"]
     spec = json.loads(data.read_text())
     neg = tmp_path / "det_vial_free_3"
     assert spec["train"] == [str((plain.parent / "images" / "train").resolve()),
@@ -757,27 +759,20 @@ def test_the_plan_can_add_rack_camera_views_to_both_training_sets(monkeypatch, t
     from mobile_chemist.vision import segmenter, train
     from mobile_chemist.vision.cli import build_parser, plan_from_args
 
-    written = []
-
-    def write(root, train_seeds, val_seeds, renderer="2d", workers=1, kind="random",
-              variants=True):
-        written.append((renderer, kind, len(train_seeds), variants))
-        root.mkdir(parents=True, exist_ok=True)
-        return root / "data.yaml"
-
-    monkeypatch.setattr(train, "write_yolo_dataset", write)
+    written = _record_dataset_writes(monkeypatch, train)
     plan = train.TrainPlan(det_train_images=2, det_val_images=1, det_mujoco_train_images=1,
                            det_mujoco_val_images=1, det_mujoco_rack_images=3)
     data = train.detector_data(plan, "mix", tmp_path, log=lambda _: None)
     assert data.parent.name.endswith("_mj1_rk3_v%d" % train.GENERATOR_VERSION)
-    assert written == [("2d", "random", 2, True), ("mujoco", "random", 1, True),
-                       ("mujoco", "rack", 3, True)]
+    assert [(w["renderer"], w["kind"], len(w["train_seeds"]), w["variants"])
+            for w in written] == [("2d", "random", 2, True), ("mujoco", "random", 1, True),
+                                  ("mujoco", "rack", 3, True)]
     # Without the variants every part is drawn without them, into a set of its own.
     written.clear()
     plain = train.detector_data(dataclasses.replace(plan, det_variants=False), "mix", tmp_path,
                                 log=lambda _: None)
     assert plain.parent.name.endswith("_mj1_rk3_novar_v%d" % train.GENERATOR_VERSION)
-    assert [w[3] for w in written] == [False, False, False]
+    assert [w["variants"] for w in written] == [False, False, False]
     made = []
 
     def crops(seeds, **kw):
