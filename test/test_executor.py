@@ -78,3 +78,39 @@ def test_a_node_spun_on_one_thread_gets_the_single_threaded_executor_without_war
         pooled.shutdown()
     finally:
         rclpy.try_shutdown(context=context)
+
+
+def test_a_callback_tripping_over_the_guard_destroyed_by_shutdown_ends_the_spin_quietly():
+    from rclpy.exceptions import InvalidHandle
+    from rclpy.executors import Executor
+    from rclpy.task import Task
+
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    executor = HandoffExecutor(num_threads=2, context=context)
+    ready = []
+    executor.wait_for_ready_callbacks = lambda *args, **kwargs: (ready.pop(0), None, None)
+
+    def spin_twice(handler):
+        """Hand `handler` to the pool, then one more so its result is collected."""
+        ready.extend([handler, Task(lambda: None)])
+        executor._spin_once_impl(0)
+        deadline = time.monotonic() + 5
+        while not handler.done() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        executor._spin_once_impl(0)
+
+    def lost_handle():
+        raise InvalidHandle("a destroyed entity")
+
+    try:
+        with pytest.raises(InvalidHandle):       # before shutdown it is a real error
+            spin_twice(Task(lost_handle))
+        guard = executor._guard
+        # What rclpy 9.1's shutdown() does before it stops the pool: the guard is destroyed
+        # while callbacks may still be running.
+        Executor.shutdown(executor)
+        spin_twice(Task(guard.trigger))         # raises InvalidHandle inside the pool
+    finally:
+        executor.shutdown()
+        rclpy.try_shutdown(context=context)
