@@ -1,13 +1,13 @@
 """Where a vial detector's boxes sit against the truth, and what that costs the segmenter.
 
-    python bench/detector_boxes.py [DETECTOR ...] [--segmenter PATH] [--scenes 100]
+    python bench/detector_boxes.py [DETECTOR ...] [--segmenter PATH ...] [--scenes 100]
                                    [--held-out] [--kind random|rack]
 
 For each detector's weights (default: the committed one) on validation scenes of both
 generators: the signed error of each box edge against its matched truth (IoU >= 0.5, at
 config/vision.yaml's threshold), as a fraction of the true width (left, right) or height
-(top, bottom), positive = right of / below the truth; then the segmenter (the committed
-one unless `--segmenter`) reads the same matched vials on the detector's boxes and on the
+(top, bottom), positive = right of / below the truth; then the segmenter (the config's
+unless `--segmenter`) reads the same matched vials on the detector's boxes and on the
 true boxes and on the detector's boxes with the true left and right edges (so the
 horizontal error alone is removed); the fill-level error p95 of each is printed, overall
 and by how far the box centre sits off the vial's, so that a fill tail can be traced to
@@ -50,7 +50,8 @@ def _p(x: np.ndarray, q: float) -> float:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("detectors", nargs="*", default=[str(REPO / "models" / "vial_detector.pt")])
-    p.add_argument("--segmenter", default=str(REPO / "models" / "phase_segmenter.pt"))
+    p.add_argument("--segmenter", nargs="+", metavar="PATH",
+                   help="segmenter weights, several averaged (default: the config's)")
     p.add_argument("--tail", type=float, default=0.05,
                    help="fill error above which a vial's cause is reported (the target)")
     add_scene_arguments(p)
@@ -61,7 +62,9 @@ def main() -> int:
 
     cfg = load_config()
     for weights in args.detectors:
-        syn = dict(cfg["backends"]["synthetic"], detector=weights, segmenter=args.segmenter)
+        syn = dict(cfg["backends"]["synthetic"], detector=weights)
+        if args.segmenter:
+            syn["segmenter"] = args.segmenter
         backend = SyntheticBackend(syn)
         print(f"== {weights}")
         for name, scenes in sets.items():

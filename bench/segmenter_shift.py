@@ -34,13 +34,16 @@ def moved(box, shift: float = 0.0, grow: float = 0.0) -> tuple[float, float, flo
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--segmenter", default=str(REPO / "models" / "phase_segmenter.pt"))
+    p.add_argument("--segmenter", nargs="+", metavar="PATH",
+                   help="segmenter weights, several averaged (default: the config's)")
     add_scene_arguments(p)
     args = p.parse_args()
     sets = scene_sets(args)   # before torch loads
     from mobile_chemist.vision.pipeline import load_config, load_segmenter
 
-    syn = dict(load_config()["backends"]["synthetic"], segmenter=args.segmenter)
+    syn = dict(load_config()["backends"]["synthetic"])
+    if args.segmenter:
+        syn["segmenter"] = args.segmenter
     refine = bool(syn.get("refine"))
     segmenter = load_segmenter(syn)
     variants = [("shift", s) for s in STEPS] + [("grow", g) for g in STEPS if g]

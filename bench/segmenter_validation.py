@@ -50,7 +50,9 @@ def _details(name: str, ok: np.ndarray, fill: np.ndarray, pairs: list, heights: 
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("weights", nargs="*", default=[str(REPO / "models" / "phase_segmenter.pt")])
+    p.add_argument("weights", nargs="*",
+                   help="segmenter weights to compare, each a path or paths joined by + "
+                        "(averaged); default: the config's")
     p.add_argument("--head-weight", type=float, default=30.0)
     p.add_argument("--details", action="store_true",
                    help="also the fill error split into glass extent and liquid top, the "
@@ -62,9 +64,13 @@ def main() -> int:
     from mobile_chemist.vision.segmenter import Segmenter  # torch after MuJoCo's workers
 
     details: list[str] = []
-    for weights in args.weights:
+    from mobile_chemist.vision.pipeline import load_config, segmenter_paths
+
+    named = args.weights or ["+".join(map(str, segmenter_paths(
+        load_config()["backends"]["synthetic"])))]
+    for weights in named:
         for flip in (False, True):
-            seg = Segmenter(weights, head_weight=args.head_weight, flip_average=flip)
+            seg = Segmenter(weights.split("+"), head_weight=args.head_weight, flip_average=flip)
             parts = []
             for name, scenes in sets.items():
                 ok, fill, typ, pairs, heights, split = [], [], [], [], [], []
@@ -81,7 +87,8 @@ def main() -> int:
                 if args.details and flip:
                     details.append(_details(name, np.array(ok), np.array(fill), pairs,
                                             np.array(heights), np.array(split)))
-            print(f"{Path(weights).name} {'flip' if flip else 'plain'}  " + " | ".join(parts))
+            print(f"{'+'.join(Path(w).name for w in weights.split('+'))} "
+                  f"{'flip' if flip else 'plain'}  " + " | ".join(parts))
             for text in details:
                 print(text)
             details.clear()

@@ -319,7 +319,7 @@ def test_small_data_training_run(tmp_path):
     wide = train_segmenter(data, tmp_path / "seg_w2.pt", epochs=1, batch=16, width=2,
                            log=lambda *_: None)
     seg2 = Segmenter(wide)
-    n_params = [sum(p.numel() for p in s.model.parameters()) for s in (seg, seg2)]
+    n_params = [sum(p.numel() for p in s.models[0].parameters()) for s in (seg, seg2)]
     assert n_params[1] > 3 * n_params[0]
     assert seg2.probabilities(data.crops[:2], data.aspect[:2])[0].shape == rows.shape
 
@@ -353,6 +353,30 @@ def test_flip_average_is_the_mean_of_the_crop_and_its_mirror_image():
     assert not np.allclose(rows_a, rows_b, atol=1e-3)  # the mirror image reads differently
     assert np.allclose(rows, (rows_a + rows_b) / 2, atol=1e-5)
     assert np.allclose(vial, (vial_a + vial_b) / 2, atol=1e-5)
+
+
+def test_several_segmenters_read_as_one_with_their_probabilities_averaged(tmp_path):
+    from mobile_chemist.vision.pipeline import ModelError, load_config, load_segmenter
+    from mobile_chemist.vision.segmenter import Segmenter
+
+    first = REPO / "models" / "phase_segmenter.pt"
+    second = REPO / "models" / "phase_segmenter_18000.pt"
+    scene = render_scene(11)
+    crops = np.stack([crop_vial(scene.image, v.box) for v in scene.vials])
+    aspects = np.array([(v.box[3] - v.box[1]) / (v.box[2] - v.box[0]) for v in scene.vials])
+    rows_a, vial_a = Segmenter(first).probabilities(crops, aspects)
+    rows_b, vial_b = Segmenter(second).probabilities(crops, aspects)
+    rows, vial = Segmenter([first, second]).probabilities(crops, aspects)
+    assert not np.allclose(rows_a, rows_b, atol=1e-3)  # two trainings read differently
+    assert np.allclose(rows, (rows_a + rows_b) / 2, atol=1e-5)
+    assert np.allclose(vial, (vial_a + vial_b) / 2, atol=1e-5)
+    # From the config: a list of paths; a missing one is named, an empty list refused.
+    cfg = dict(load_config()["backends"]["synthetic"])
+    assert len(load_segmenter(dict(cfg, segmenter=[str(first), str(second)])).models) == 2
+    with pytest.raises(ModelError, match="nowhere.pt"):
+        load_segmenter(dict(cfg, segmenter=[str(first), str(tmp_path / "nowhere.pt")]))
+    with pytest.raises(ValueError, match="segmenter must be"):
+        load_segmenter(dict(cfg, segmenter=[]))
 
 
 def test_shift_average_is_the_mean_of_the_box_and_its_sideways_moves():
@@ -592,6 +616,41 @@ def test_each_model_trains_with_its_own_seed(monkeypatch, tmp_path):
     # Crops made with another seed's box noise are cached apart, not reused.
     assert [p.name for p in tmp_path.glob("seg_crops_*")] == [
         f"seg_crops_0-1_j{plan.seg_jitter:g}_s2_v{train.GENERATOR_VERSION}.npz"]
+
+
+def test_each_ensemble_member_is_the_plans_segmenter_on_its_mujoco_scenes(monkeypatch, tmp_path):
+    from mobile_chemist.vision import train
+    from mobile_chemist.vision.cli import build_parser, plan_from_args
+
+    trained = []
+
+    def fake(plan, work, log, name="phase_segmenter"):
+        trained.append((name, plan.seg_mujoco_scenes, plan.seg_epochs, plan.seg_seed))
+        out = work / f"{name}.pt"
+        out.write_text(name)
+        return out
+
+    monkeypatch.setattr(train, "train_phase_segmenter", fake)
+    plan = plan_from_args(build_parser().parse_args(
+        ["train", "--seg-mujoco-scenes", "30", "--seg-ensemble-mujoco-scenes", "40", "50",
+         "--seg-epochs", "3"]))
+    got = train.train_phase_segmenters(plan, tmp_path, log=lambda _: None)
+    assert trained == [("phase_segmenter", 30, 3, 0), ("phase_segmenter_40", 40, 3, 0),
+                       ("phase_segmenter_50", 50, 3, 0)]
+    models = tmp_path / "models"
+    train.install(None, got, plan, models)
+    assert sorted(f.name for f in models.iterdir()) == [
+        "phase_segmenter.pt", "phase_segmenter_40.pt", "phase_segmenter_50.pt", "train_plan.json"]
+    assert (models / "phase_segmenter_50.pt").read_text() == "phase_segmenter_50"
+    # No members: one segmenter, as before the ensemble.
+    one = plan_from_args(build_parser().parse_args(["train", "--seg-ensemble-mujoco-scenes"]))
+    assert one.seg_ensemble_mujoco_scenes == []
+    # The committed config averages exactly the files the plan installs.
+    from mobile_chemist.vision.pipeline import load_config, segmenter_paths
+    named = [p.name for p in segmenter_paths(load_config()["backends"]["synthetic"])]
+    plan = train.TrainPlan()
+    assert named == ["phase_segmenter.pt"] + [
+        f"phase_segmenter_{n}.pt" for n in plan.seg_ensemble_mujoco_scenes]
 
 
 def test_the_benchmark_scores_validation_scenes_when_asked(monkeypatch):

@@ -2,8 +2,8 @@
 
     mobile-chemist vision train [--only detector|segmenter] [--no-install]
         Render the synthetic training sets (runs/vision/, git-ignored), train the vial
-        detector (YOLOv8 layout from vial_detector.yaml, CPU, offline) and the phase segmenter from
-        scratch, and copy the weights into models/. Options named after the plan's fields
+        detector (YOLOv8 layout from vial_detector.yaml, CPU, offline) and the phase segmenters
+        (the plan's and its ensemble members) from scratch, and copy the weights into models/. Options named after the plan's fields
         (--seg-mujoco-scenes, --seg-epochs, --seg-width, --seg-device cuda, ...) train a
         variant; without them the run repeats models/train_plan.json.
     mobile-chemist vision eval [--scenes 200] [--heinsight-scenes 10] [--photos DIR]
@@ -62,14 +62,14 @@ def plan_from_args(args):
 
 
 def _train(args) -> int:
-    from mobile_chemist.vision.train import install, train_detector, train_phase_segmenter
+    from mobile_chemist.vision.train import install, train_detector, train_phase_segmenters
 
     plan = plan_from_args(args)
     det = seg = None
     if args.only in (None, "detector"):
         det = train_detector(plan)
     if args.only in (None, "segmenter"):
-        seg = train_phase_segmenter(plan)
+        seg = train_phase_segmenters(plan)
     if not args.no_install:
         install(det, seg, plan)
         print("[vision] installed into models/")
@@ -133,6 +133,9 @@ def build_parser(prog: str = "mobile-chemist vision") -> argparse.ArgumentParser
     t.add_argument("--seg-mujoco-scenes", type=int)
     t.add_argument("--seg-mujoco-rack-scenes", type=int,
                    help="MuJoCo rack-camera views for the segmenter's crops")
+    t.add_argument("--seg-ensemble-mujoco-scenes", type=int, nargs="*", metavar="N",
+                   help="further segmenters, each on N MuJoCo scenes, averaged with the "
+                        "first by the config (none: one segmenter)")
     t.add_argument("--seg-epochs", type=int)
     t.add_argument("--seg-width", type=int, help="channel multiplier of the segmenter")
     t.add_argument("--seg-batch", type=int)

@@ -119,7 +119,17 @@ def _load(loader, path: Path):
     except FileNotFoundError as exc:
         raise ModelError(str(exc)) from exc
     except Exception as exc:  # noqa: BLE001 - torch/ultralytics raise many kinds
-        raise ModelError(f"cannot load model {path}: {exc}") from exc
+        what = ", ".join(map(str, path)) if isinstance(path, list) else path
+        raise ModelError(f"cannot load model {what}: {exc}") from exc
+
+
+def segmenter_paths(cfg: dict, base: Path = REPO) -> list[Path]:
+    """The weights `segmenter` names: one file, or a list of files read as an ensemble."""
+    named = cfg["segmenter"]
+    named = [named] if isinstance(named, str) else list(named)
+    if not named or not all(isinstance(n, str) for n in named):
+        raise ValueError(f"segmenter must be a path or a list of paths, not {cfg['segmenter']!r}")
+    return [resolve_path(n, base) for n in named]
 
 
 def load_segmenter(cfg: dict, base: Path = REPO):
@@ -131,7 +141,7 @@ def load_segmenter(cfg: dict, base: Path = REPO):
     return _load(lambda p: Segmenter(p, head_weight=float(cfg.get("head_weight", 0.0)),
                                      flip_average=bool(cfg.get("flip_average", False)),
                                      shift_average=float(cfg.get("shift_average", 0.0))),
-                 resolve_path(cfg["segmenter"], base))
+                 segmenter_paths(cfg, base))
 
 
 #: Where the synthetic backend takes a vial's type from: the detector's class, or the
@@ -149,7 +159,7 @@ class SyntheticBackend:
 
         self.cfg = cfg
         self.detector_path = resolve_path(cfg["detector"], base)
-        self.segmenter_path = resolve_path(cfg["segmenter"], base)
+        self.segmenter_paths = segmenter_paths(cfg, base)
         self.type_from = cfg.get("type_from", "segmenter")
         if self.type_from not in TYPE_SOURCES:
             raise ValueError(f"type_from must be one of {TYPE_SOURCES}, not {self.type_from!r}")

@@ -238,17 +238,21 @@ class Segmenter:
     With `shift_average` s > 0 every crop is read also on its box moved sideways by s of
     its width each way and the three readings' probabilities averaged: the segmenter
     tolerates a small shift, and a detector box that sits off the vial then gets one
-    reading closer to its centre.
+    reading closer to its centre. `weights` may name several trained segmenters: each
+    reads every crop and their probabilities are averaged (an ensemble).
     """
 
-    def __init__(self, weights: str | Path, threads: int | None = None,
+    def __init__(self, weights: str | Path | Sequence[str | Path], threads: int | None = None,
                  head_weight: float = 0.0, flip_average: bool = False,
                  shift_average: float = 0.0):
         import torch
 
-        weights = Path(weights)
-        if not weights.is_file():
-            raise FileNotFoundError(f"phase segmenter weights not found: {weights}")
+        paths = [Path(weights)] if isinstance(weights, (str, Path)) else [Path(w) for w in weights]
+        if not paths:
+            raise ValueError("no phase segmenter weights given")
+        for path in paths:
+            if not path.is_file():
+                raise FileNotFoundError(f"phase segmenter weights not found: {path}")
         self.torch = torch
         if threads:
             torch.set_num_threads(threads)
@@ -257,10 +261,12 @@ class Segmenter:
         if not 0.0 <= shift_average < 0.5:
             raise ValueError(f"shift_average must be in [0, 0.5), not {shift_average}")
         self.shifts = (0.0, -shift_average, shift_average) if shift_average else (0.0,)
-        state = torch.load(weights, map_location="cpu", weights_only=True)
-        self.model = build_model(state.get("width", 1))
-        self.model.load_state_dict(state["model"])
-        self.model.eval()
+        self.models = []
+        for path in paths:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+            model = build_model(state.get("width", 1))
+            model.load_state_dict(state["model"])
+            self.models.append(model.eval())
 
     def probabilities(self, crops: np.ndarray, aspects: np.ndarray
                       ) -> tuple[np.ndarray, np.ndarray]:
@@ -277,10 +283,12 @@ class Segmenter:
         if self.flip_average:  # one batch: the crops, then their mirror images
             x, a = torch.cat([x, x.flip(3)]), torch.cat([a, a])
         with torch.inference_mode():
-            rows, vial = self.model(x, a)
-            rows = torch.softmax(rows, dim=1)
-            vial = torch.cat([torch.softmax(vial[:, :N_TYPES], 1),
-                              torch.softmax(vial[:, N_TYPES:], 1)], 1)
+            rows = vial = 0.0
+            for model in self.models:   # probabilities, not logits, are averaged
+                r, v = model(x, a)
+                rows = rows + torch.softmax(r, dim=1) / len(self.models)
+                vial = vial + torch.cat([torch.softmax(v[:, :N_TYPES], 1),
+                                         torch.softmax(v[:, N_TYPES:], 1)], 1) / len(self.models)
             if self.flip_average:
                 rows, vial = (rows[:n] + rows[n:]) / 2, (vial[:n] + vial[n:]) / 2
             return rows.numpy(), vial.numpy()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from mobile_chemist.vision.synthetic import (
@@ -59,6 +59,10 @@ class TrainPlan:
     # 20 epochs takes the same training time on a 2-core CPU).
     seg_mujoco_scenes: int = 15000
     seg_mujoco_rack_scenes: int = 0  # MuJoCo rack-camera views for segmenter crops
+    # Further segmenters, each this plan's on N MuJoCo scenes, saved as phase_segmenter_N.pt;
+    # config/vision.yaml averages their readings with the first's (18000 alone did not beat
+    # 15000, the two averaged did: models/HISTORY.md).
+    seg_ensemble_mujoco_scenes: list = field(default_factory=lambda: [18000])
     seg_epochs: int = 20
     # Then [epochs, max lr] stages from the previous stage's weights, on the same crops
     # (a 6-epoch stage at 1e-3 was tried: validation phase accuracy fell on MuJoCo scenes).
@@ -248,7 +252,8 @@ def segmenter_data(plan: TrainPlan, work: Path = WORK, log=print):
     return data
 
 
-def train_phase_segmenter(plan: TrainPlan, work: Path = WORK, log=print) -> Path:
+def train_phase_segmenter(plan: TrainPlan, work: Path = WORK, log=print,
+                          name: str = "phase_segmenter") -> Path:
     from mobile_chemist.vision.segmenter import train_segmenter
 
     data = segmenter_data(plan, work, log)
@@ -259,20 +264,31 @@ def train_phase_segmenter(plan: TrainPlan, work: Path = WORK, log=print) -> Path
         torch.set_num_threads(plan.seg_threads)
     common = dict(seed=plan.seg_seed, width=plan.seg_width, batch=plan.seg_batch,
                   device=plan.seg_device, flip=plan.seg_flip, log=log)
-    out = train_segmenter(data, work / "train" / "phase_segmenter.pt",
-                          epochs=plan.seg_epochs, **common)
+    out = train_segmenter(data, work / "train" / f"{name}.pt", epochs=plan.seg_epochs, **common)
     for k, (epochs, lr) in enumerate(plan.seg_finetune, start=2):
-        out = train_segmenter(data, work / "train" / f"phase_segmenter_stage{k}.pt",
+        out = train_segmenter(data, work / "train" / f"{name}_stage{k}.pt",
                               epochs=int(epochs), lr=float(lr), start=out, **common)
     return out
 
 
-def install(detector: Path | None, segmenter: Path | None, plan: TrainPlan,
+def train_phase_segmenters(plan: TrainPlan, work: Path = WORK, log=print) -> dict[str, Path]:
+    """The plan's segmenter and its ensemble members (`seg_ensemble_mujoco_scenes`), by
+    the file name each is installed under."""
+    out = {"phase_segmenter.pt": train_phase_segmenter(plan, work, log)}
+    for n in plan.seg_ensemble_mujoco_scenes:
+        member = replace(plan, seg_mujoco_scenes=int(n), seg_ensemble_mujoco_scenes=[])
+        log(f"[segmenter] ensemble member on {int(n)} MuJoCo scenes")
+        out[f"phase_segmenter_{int(n)}.pt"] = train_phase_segmenter(
+            member, work, log, name=f"phase_segmenter_{int(n)}")
+    return out
+
+
+def install(detector: Path | None, segmenters: dict[str, Path] | None, plan: TrainPlan,
             models: Path = MODELS) -> None:
     """Copy trained weights into models/ and record the plan that made them."""
     models.mkdir(parents=True, exist_ok=True)
     if detector is not None:
         shutil.copy(detector, models / "vial_detector.pt")
-    if segmenter is not None:
-        shutil.copy(segmenter, models / "phase_segmenter.pt")
+    for name, path in (segmenters or {}).items():
+        shutil.copy(path, models / name)
     (models / "train_plan.json").write_text(json.dumps(asdict(plan), indent=1) + "\n")
