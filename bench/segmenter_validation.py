@@ -61,16 +61,16 @@ def main() -> int:
     add_scene_arguments(p, scenes=60)
     args = p.parse_args()
     sets = scene_sets(args)
+    from mobile_chemist.vision.pipeline import load_config, segmenter_paths
     from mobile_chemist.vision.segmenter import Segmenter  # torch after MuJoCo's workers
 
     details: list[str] = []
-    from mobile_chemist.vision.pipeline import load_config, segmenter_paths
-
-    named = args.weights or ["+".join(map(str, segmenter_paths(
-        load_config()["backends"]["synthetic"])))]
-    for weights in named:
+    ensembles = ([w.split("+") for w in args.weights]
+                 or [segmenter_paths(load_config()["backends"]["synthetic"])])
+    for weights in ensembles:
+        label = "+".join(Path(w).name for w in weights)
         for flip in (False, True):
-            seg = Segmenter(weights.split("+"), head_weight=args.head_weight, flip_average=flip)
+            seg = Segmenter(weights, head_weight=args.head_weight, flip_average=flip)
             parts = []
             for name, scenes in sets.items():
                 ok, fill, typ, pairs, heights, split = [], [], [], [], [], []
@@ -87,8 +87,7 @@ def main() -> int:
                 if args.details and flip:
                     details.append(_details(name, np.array(ok), np.array(fill), pairs,
                                             np.array(heights), np.array(split)))
-            print(f"{'+'.join(Path(w).name for w in weights.split('+'))} "
-                  f"{'flip' if flip else 'plain'}  " + " | ".join(parts))
+            print(f"{label} {'flip' if flip else 'plain'}  " + " | ".join(parts))
             for text in details:
                 print(text)
             details.clear()

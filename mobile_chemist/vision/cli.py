@@ -2,10 +2,11 @@
 
     mobile-chemist vision train [--only detector|segmenter] [--no-install]
         Render the synthetic training sets (runs/vision/, git-ignored), train the vial
-        detector (YOLOv8 layout from vial_detector.yaml, CPU, offline) and the phase segmenters
-        (the plan's and its ensemble members) from scratch, and copy the weights into models/. Options named after the plan's fields
-        (--seg-mujoco-scenes, --seg-epochs, --seg-width, --seg-device cuda, ...) train a
-        variant; without them the run repeats models/train_plan.json.
+        detector (YOLOv8 layout from vial_detector.yaml, CPU, offline) and the phase
+        segmenters (the plan's and its ensemble members) from scratch, and copy the weights
+        into models/. Options named after the plan's fields (--seg-mujoco-scenes,
+        --seg-epochs, --seg-width, --seg-device cuda, ...) train a variant; without them the
+        run repeats models/train_plan.json.
     mobile-chemist vision eval [--scenes 200] [--heinsight-scenes 10] [--photos DIR]
                                [--json PATH]
         Score both backends on held-out synthetic scenes, count the vials each finds in

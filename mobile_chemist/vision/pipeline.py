@@ -159,7 +159,6 @@ class SyntheticBackend:
 
         self.cfg = cfg
         self.detector_path = resolve_path(cfg["detector"], base)
-        self.segmenter_paths = segmenter_paths(cfg, base)
         self.type_from = cfg.get("type_from", "segmenter")
         if self.type_from not in TYPE_SOURCES:
             raise ValueError(f"type_from must be one of {TYPE_SOURCES}, not {self.type_from!r}")

@@ -275,11 +275,11 @@ def train_phase_segmenters(plan: TrainPlan, work: Path = WORK, log=print) -> dic
     """The plan's segmenter and its ensemble members (`seg_ensemble_mujoco_scenes`), by
     the file name each is installed under."""
     out = {"phase_segmenter.pt": train_phase_segmenter(plan, work, log)}
-    for n in plan.seg_ensemble_mujoco_scenes:
-        member = replace(plan, seg_mujoco_scenes=int(n), seg_ensemble_mujoco_scenes=[])
-        log(f"[segmenter] ensemble member on {int(n)} MuJoCo scenes")
-        out[f"phase_segmenter_{int(n)}.pt"] = train_phase_segmenter(
-            member, work, log, name=f"phase_segmenter_{int(n)}")
+    for n in map(int, plan.seg_ensemble_mujoco_scenes):
+        member = replace(plan, seg_mujoco_scenes=n, seg_ensemble_mujoco_scenes=[])
+        log(f"[segmenter] ensemble member on {n} MuJoCo scenes")
+        out[f"phase_segmenter_{n}.pt"] = train_phase_segmenter(member, work, log,
+                                                               name=f"phase_segmenter_{n}")
     return out
 
 
