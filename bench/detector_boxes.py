@@ -1,21 +1,22 @@
 """Where a vial detector's boxes sit against the truth, and what that costs the segmenter.
 
-    python bench/detector_boxes.py [DETECTOR ...] [--segmenter PATH ...] [--scenes 100]
-                                   [--held-out] [--kind random|rack]
+    python bench/detector_boxes.py [DETECTOR ...] [--config C] [--segmenter PATH ...]
+                                   [--scenes 100] [--held-out] [--kind random|rack]
 
-For each detector's weights (default: the committed one) on validation scenes of both
-generators: the signed error of each box edge against its matched truth (IoU >= 0.5, at
-config/vision.yaml's threshold), as a fraction of the true width (left, right) or height
-(top, bottom), positive = right of / below the truth; then the segmenter (the config's
-unless `--segmenter`) reads the same matched vials on the detector's boxes and on the
-true boxes and on the detector's boxes with the true left and right edges (so the
-horizontal error alone is removed); the fill-level error p95 of each is printed, overall
-and by how far the box centre sits off the vial's, so that a fill tail can be traced to
-box placement or not, and off-centre boxes split by the side they lean to. Last, every
-vial whose fill error on the detector's box exceeds `--tail` (the target, 0.05) is put
-down to one cause (`metrics.tail_cause`: the box, contents missed or invented, the glass
-extent, the top of the contents), with the content classes (truth -> read on the true box)
-of each cause.
+For each detector's weights (default: the config's) on validation scenes of both
+generators, with the config's settings (`--config`, default config/vision.yaml): the signed
+error of each box edge against its matched truth (IoU >= 0.5, at the config's threshold), as
+a fraction of the true width (left, right) or height (top, bottom), positive = right of /
+below the truth, and how far each box centre sits off its vial's (median, p95); then the
+segmenter (the config's unless `--segmenter`) reads the same matched vials on the detector's
+boxes and on the true boxes and on the detector's boxes with the true left and right edges
+(so the horizontal error alone is removed); the fill-level error p95 of each is printed,
+overall and by how far the box centre sits off the vial's, so that a fill tail can be traced
+to box placement or not, and off-centre boxes split by the side they lean to. Last, every
+vial whose fill error on the detector's box exceeds `--tail` (the target, 0.05) is put down
+to one cause (`metrics.tail_cause`: the box, contents missed or invented, the glass extent,
+the top of the contents), with the content classes (truth -> read on the true box) of each
+cause.
 """
 
 from __future__ import annotations
@@ -49,7 +50,8 @@ def _p(x: np.ndarray, q: float) -> float:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("detectors", nargs="*", default=[str(REPO / "models" / "vial_detector.pt")])
+    p.add_argument("detectors", nargs="*", help="detector weights (default: the config's)")
+    p.add_argument("--config", help="vision config (default config/vision.yaml)")
     p.add_argument("--segmenter", nargs="+", metavar="PATH",
                    help="segmenter weights, several averaged (default: the config's)")
     p.add_argument("--tail", type=float, default=0.05,
@@ -60,8 +62,8 @@ def main() -> int:
     from mobile_chemist.vision.metrics import TAIL_CAUSES, match, tail_cause
     from mobile_chemist.vision.pipeline import SyntheticBackend, load_config
 
-    cfg = load_config()
-    for weights in args.detectors:
+    cfg = load_config(args.config)
+    for weights in args.detectors or [cfg["backends"]["synthetic"]["detector"]]:
         syn = dict(cfg["backends"]["synthetic"], detector=weights)
         if args.segmenter:
             syn["segmenter"] = args.segmenter
@@ -102,6 +104,8 @@ def main() -> int:
                   f"right edges {_p(fx, 95):.3f}, on true boxes {_p(ft, 95):.3f}")
             shift = (e[:, 0] + e[:, 1]) / 2   # box centre off the vial's, in widths, + = right
             dx = np.abs(shift)
+            print(f"    box centre off the vial's (widths): median {_p(dx, 50):.3f}, "
+                  f"p95 {_p(dx, 95):.3f}")
             for lo, hi in ((0, 0.05), (0.05, 0.1), (0.1, 1e9)):
                 sel = (dx >= lo) & (dx < hi)
                 if sel.any():
