@@ -750,8 +750,11 @@ def test_a_detector_stage_can_name_the_size_of_its_mixed_set(monkeypatch, tmp_pa
     plan = train.TrainPlan(det_train_images=2, det_val_images=1, det_mujoco_train_images=1,
                            det_mujoco_val_images=1)
     assert [train.data_counts(plan, d) for d in ("2d", "mix", "mix3", "mix3+neg5")] == [
-        (0, 0), (1, 0), (3, 0), (3, 5)]
-    for bad in ("mix0", "mixx", "mix-2", "3d", "", "mix3+neg0", "mix3+neg", "+neg2"):
+        (0, 0, 0, 0), (1, 0, 0, 0), (3, 0, 0, 0), (3, 5, 0, 0)]
+    assert train.data_counts(plan, "2d+label2+neg5+print7") == train.DetectorSet(
+        mujoco=0, negatives=5, printed=7, labelled=2)
+    for bad in ("mix0", "mixx", "mix-2", "3d", "", "mix3+neg0", "mix3+neg", "+neg2",
+                "mix3+neg2+neg2", "mix3+print", "mix3+labels2", "mix3+neg2+", "2d+neg-1"):
         with pytest.raises(ValueError, match="mixN"):
             train.data_counts(plan, bad)
     written = _record_dataset_writes(monkeypatch, train)
@@ -791,6 +794,73 @@ def test_frames_without_vials_join_a_detector_set_without_rendering_it_again(mon
     assert np.array_equal(cv2.imread(str(images[1])), render_vial_free(1))
     assert render_vial_free(1).shape == (480, 640, 3)
     assert not np.array_equal(render_vial_free(1), render_vial_free(2))
+
+
+def test_printed_matter_and_labelled_vials_join_a_detector_set(monkeypatch, tmp_path):
+    """"+printM" and "+labelN": directories of their own, in a fixed order after the scenes
+    and the frames without vials, whatever order the spec names them in."""
+    import cv2
+
+    from mobile_chemist.vision import train
+    from mobile_chemist.vision.negatives import render_printed_matter
+
+    plan = train.TrainPlan(det_train_images=2, det_val_images=1, workers=1)
+    _record_dataset_writes(monkeypatch, train)
+    data = train.detector_data(plan, "2d+label1+print2+neg1", tmp_path, log=lambda _: None)
+    assert data.parent.name.endswith("_neg1_print2_label1")
+    names = ["det_vial_free_1", "det_printed_2", f"det_labelled_1_v{train.GENERATOR_VERSION}"]
+    assert json.loads(data.read_text())["train"][1:] == [
+        str((tmp_path / n / "images" / "train").resolve()) for n in names]
+    printed = sorted((tmp_path / names[1] / "images" / "train").glob("*.png"))
+    assert [p.stem for p in printed] == ["p000000000", "p000000001"]
+    assert np.array_equal(cv2.imread(str(printed[1])), render_printed_matter(1))
+    assert (tmp_path / names[1] / "labels" / "train" / "p000000001.txt").read_text() == ""
+    # Labelled vials: scene 0 of each renderer again, its vials' boxes as labels.
+    labelled = tmp_path / names[2]
+    assert sorted(p.stem for p in (labelled / "images" / "train").glob("*.png")) == [
+        "lm000000000", "ls000000000"]
+    from mobile_chemist.vision.synthetic import render_scene, yolo_label_lines
+
+    scene = render_scene(0)
+    assert (labelled / "labels" / "train" / "ls000000000.txt").read_text() == \
+        yolo_label_lines(scene.vials, 640, 480)
+
+
+def test_printed_matter_is_a_pure_function_of_its_seed_and_shows_print():
+    from mobile_chemist.vision.negatives import render_printed_matter, render_vial_free
+
+    a = render_printed_matter(3)
+    assert a.shape == (480, 640, 3) and a.dtype == np.uint8
+    assert np.array_equal(a, render_printed_matter(3))
+    assert not np.array_equal(a, render_printed_matter(4))
+    # Its own stream: not a frame without vials of the same seed.
+    assert not np.array_equal(render_vial_free(3), a)
+
+
+def test_paper_labels_cover_the_glass_and_leave_the_rest_of_the_frame():
+    """A label is opaque light paper with dark print across the front of the glass, between
+    the glass top and bottom; pixels outside every vial box do not change."""
+    from mobile_chemist.vision.paper_labels import add_paper_labels
+    from mobile_chemist.vision.synthetic import render_scene
+
+    scene = render_scene(5)
+    out = add_paper_labels(scene.image, scene.vials, seed=1, fraction=1.0)
+    assert np.array_equal(out, add_paper_labels(scene.image, scene.vials, 1, 1.0))
+    changed = np.any(out != scene.image, axis=2)
+    inside = np.zeros_like(changed)
+    for v in scene.vials:
+        x1, _, x2, _ = (int(round(c)) for c in v.box)
+        inside[int(v.glass_top):int(np.ceil(v.glass_bottom)) + 1, max(x1 - 1, 0):x2 + 1] = True
+    assert changed.any() and not (changed & ~inside).any()
+    for v in scene.vials:   # each vial's middle, a third of the way down, is paper
+        x = int((v.box[0] + v.box[2]) / 2)
+        rows = changed[int(v.glass_top):int(v.glass_bottom), x]
+        if v.box[2] - v.box[0] >= 12:
+            assert rows.mean() > 0.2
+    assert np.array_equal(add_paper_labels(scene.image, scene.vials, 1, fraction=0.0),
+                          scene.image)
+    with pytest.raises(ValueError, match="style"):
+        add_paper_labels(scene.image, scene.vials, 1, style="handwritten")
 
 
 def test_rack_camera_views_are_random_racks_filling_the_frame():

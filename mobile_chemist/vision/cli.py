@@ -34,8 +34,8 @@ def _count(text: str) -> int:
 
 def _stages(text: str) -> list:
     """'10:0.002:2d,10:0.001:mix,6:0.0005:mix1800' -> [[10, 0.002, '2d'], [10, 0.001, 'mix'],
-    [6, 0.0005, 'mix1800']] ("mixN": the mixed set with N MuJoCo images; "+negM" adds M
-    frames without vials)."""
+    [6, 0.0005, 'mix1800']] ("mixN": the mixed set with N MuJoCo images; "+negM", "+printM",
+    "+labelN" add frames without vials, of printed matter, of labelled vials: data_counts)."""
     from mobile_chemist.vision.train import TrainPlan, data_counts
 
     try:
@@ -45,7 +45,8 @@ def _stages(text: str) -> list:
             data_counts(TrainPlan(), data)
     except ValueError:
         raise argparse.ArgumentTypeError(
-            f"expected EPOCHS:LR:DATA[,...] with DATA 2d, mix or mixN (and +negM), got "
+            f"expected EPOCHS:LR:DATA[,...] with DATA 2d, mix or mixN (and +negM, +printM, "
+            f"+labelN), got "
             f"{text!r}") from None
     return stages
 
@@ -120,8 +121,9 @@ def build_parser(prog: str = "mobile-chemist vision") -> argparse.ArgumentParser
     t.add_argument("--det-imgsz", type=int)
     t.add_argument("--det-finetune", type=_stages, metavar="EPOCHS:LR:DATA[,...]",
                    help="detector fine-tuning stages after stage 1, DATA 2d, mix or mixN "
-                        "(the mixed set with N MuJoCo images), +negM adding M frames "
-                        "without vials; '' for none")
+                        "(the mixed set with N MuJoCo images), +negM, +printM, +labelN "
+                        "adding frames without vials, of printed matter, of labelled vials "
+                        "(each once); '' for none")
     t.add_argument("--det-threads", type=int,
                    help="torch threads for the detector's training (0: ultralytics' choice)")
     t.add_argument("--det-mujoco-train-images", type=int)

@@ -7,11 +7,17 @@ These frames are a dead-leaves image (Lee, Mumford and Huang 2001: occluding sha
 sizes follow a power law, which gives natural images' scale statistics) of flat, graded,
 striped and noisy shapes and strokes, some of them tall bars and round-topped columns,
 through the same camera effects as the scenes. Labels: none.
+
+A second kind (`render_printed_matter`) is what such frames did not cure: a detector
+trained on renderings takes lines of print and rows of coins for rows of small vials
+(models/HISTORY.md, stage 8). Pages of text in several fonts, tilted and in perspective,
+clustered coins and grids of labelled keys, on a plain or a dead-leaves ground.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import string
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import cv2
@@ -19,8 +25,14 @@ import numpy as np
 
 from mobile_chemist.vision.synthetic import _colour, camera_effects
 
-#: Seeds of these frames are their own stream (a second key), apart from the scenes'.
+#: Seeds of these frames are their own streams (a second key), apart from the scenes'.
 STREAM = 7
+PRINTED_STREAM = 8
+
+_FONTS = [cv2.FONT_HERSHEY_SIMPLEX, cv2.FONT_HERSHEY_PLAIN, cv2.FONT_HERSHEY_DUPLEX,
+          cv2.FONT_HERSHEY_COMPLEX, cv2.FONT_HERSHEY_TRIPLEX, cv2.FONT_HERSHEY_COMPLEX_SMALL,
+          cv2.FONT_HERSHEY_SCRIPT_SIMPLEX, cv2.FONT_ITALIC | cv2.FONT_HERSHEY_SIMPLEX]
+_CHARS = list(string.ascii_letters + string.digits + "     .,;:-()%/")
 
 
 def _texture(rng: np.random.Generator, h: int, w: int, colour: np.ndarray) -> np.ndarray:
@@ -85,12 +97,149 @@ def render_vial_free(seed: int, width: int = 640, height: int = 480) -> np.ndarr
     return camera_effects(img.astype(np.float32), rng)
 
 
-def write_vial_free_images(root: Path, seeds: Iterable[int]) -> None:
-    """Frames of `seeds` as YOLO training images with empty label files under `root`."""
+def _random_text(rng: np.random.Generator, n: int) -> str:
+    return "".join(rng.choice(_CHARS, n))
+
+
+def _text_sheet(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+    """An h x w uint8 sheet: paper (or, one in four, a dark screen) with columns of text."""
+    paper = _colour(rng, sat=(0.0, 0.25), val=(0.6, 1.0))
+    ink = _colour(rng, sat=(0.0, 0.8), val=(0.0, 0.45))
+    if rng.random() < 0.25:
+        paper, ink = ink, paper
+    sheet = np.empty((h, w, 3), np.uint8)
+    sheet[:] = paper.astype(np.uint8)
+    font = int(rng.choice(_FONTS))
+    scale = rng.uniform(0.3, 1.6) ** 1.5 * 1.6      # letters from a few pixels to ~40
+    thick = int(rng.integers(1, 3))
+    (_, th), _ = cv2.getTextSize("Ag", font, scale, thick)
+    lead = th * rng.uniform(1.3, 2.2)
+    cols = int(rng.integers(1, 4))
+    margin = int(rng.uniform(0.02, 0.1) * w)
+    col_w = (w - 2 * margin) // cols
+    for c in range(cols):
+        y = margin + th
+        while y < h - margin:
+            if rng.random() < 0.08:   # a paragraph break
+                y += lead
+                continue
+            cv2.putText(sheet, _random_text(rng, int(rng.integers(5, 80))),
+                        (margin + c * col_w, int(y)), font, scale, ink.tolist(), thick,
+                        cv2.LINE_AA)
+            y += lead
+        if c + 1 < cols:   # the gutter: paper over the lines that ran on
+            x = margin + (c + 1) * col_w - int(0.03 * col_w)
+            sheet[:, x:margin + (c + 1) * col_w] = paper.astype(np.uint8)
+    return sheet
+
+
+def _paste_sheet(rng: np.random.Generator, img: np.ndarray, sheet: np.ndarray) -> None:
+    """`sheet` onto `img`, tilted and in perspective around a random centre."""
+    height, width = img.shape[:2]
+    sh, sw = sheet.shape[:2]
+    src = np.float32([[0, 0], [sw, 0], [sw, sh], [0, sh]])
+    cx, cy = rng.uniform(0.1, 0.9) * width, rng.uniform(0.1, 0.9) * height
+    ang = rng.normal(0, 0.15)
+    rot = np.array([[np.cos(ang), -np.sin(ang)], [np.sin(ang), np.cos(ang)]])
+    dst = (src - [sw / 2, sh / 2]) @ rot.T + [cx, cy]
+    dst = (dst + rng.normal(0, 0.04 * min(sw, sh), dst.shape)).astype(np.float32)
+    m = cv2.getPerspectiveTransform(src, dst)
+    warped = cv2.warpPerspective(sheet, m, (width, height))
+    mask = cv2.warpPerspective(np.full((sh, sw), 255, np.uint8), m, (width, height))
+    img[mask > 0] = warped[mask > 0]
+
+
+def _coins(rng: np.random.Generator, img: np.ndarray) -> None:
+    """Coins: discs lit from one side, with a rim and a relief, mostly in one cluster."""
+    h, w = img.shape[:2]
+    n = int(rng.integers(3, 30))
+    r0 = rng.uniform(12, 70)
+    cx0, cy0 = rng.uniform(0, w), rng.uniform(0, h)
+    spread = rng.uniform(0.5, 3.0)
+    for _ in range(n):
+        r = r0 * rng.uniform(0.7, 1.3)
+        cx = cx0 + rng.normal(0, spread * r * 2) if rng.random() < 0.6 else rng.uniform(0, w)
+        cy = cy0 + rng.normal(0, spread * r * 2) if rng.random() < 0.6 else rng.uniform(0, h)
+        metal = _colour(rng, sat=(0.0, 0.6), val=(0.3, 0.95))
+        x0, y0 = int(max(cx - r - 2, 0)), int(max(cy - r - 2, 0))
+        x1, y1 = int(min(cx + r + 2, w)), int(min(cy + r + 2, h))
+        if x1 - x0 < 3 or y1 - y0 < 3:
+            continue
+        yy, xx = np.mgrid[y0:y1, x0:x1].astype(np.float32)
+        d = np.hypot(xx - cx, (yy - cy) / rng.uniform(0.7, 1.0))   # seen at a slant
+        disc = d <= r
+        light = rng.uniform(0, 2 * np.pi)
+        shade = 0.75 + 0.35 * (((xx - cx) * np.cos(light) + (yy - cy) * np.sin(light)) / r)
+        relief = cv2.GaussianBlur(rng.normal(0, 1, d.shape).astype(np.float32), (0, 0),
+                                  rng.uniform(1, 3))
+        val = metal[None, None] * (shade + 0.25 * relief)[..., None]
+        rim = disc & (d > r * rng.uniform(0.82, 0.92))
+        val[rim] *= rng.uniform(0.6, 1.3)
+        img[y0:y1, x0:x1][disc] = val[disc]
+
+
+def _keys(rng: np.random.Generator, img: np.ndarray) -> None:
+    """A grid of labelled keys or buttons (keyboards, keypads, instrument panels)."""
+    h, w = img.shape[:2]
+    rows, cols = int(rng.integers(2, 7)), int(rng.integers(3, 16))
+    kw, kh = rng.uniform(15, 60), rng.uniform(15, 60)
+    gap = rng.uniform(2, 12)
+    x0, y0 = rng.uniform(-0.2, 0.8) * w, rng.uniform(-0.2, 0.8) * h
+    key = _colour(rng, sat=(0.0, 0.5), val=(0.1, 0.95))
+    ink = np.clip(255 - key + rng.normal(0, 30, 3), 0, 255)
+    font = int(rng.choice(_FONTS))
+    for i in range(rows):
+        for j in range(cols):
+            a = int(x0 + j * (kw + gap) + i * rng.uniform(0, 0.3) * kw)   # staggered rows
+            b = int(y0 + i * (kh + gap))
+            c, d = int(a + kw), int(b + kh)
+            if c <= 0 or d <= 0 or a >= w or b >= h:
+                continue
+            col = key * rng.uniform(0.9, 1.1)
+            cv2.rectangle(img, (a, b), (c, d), col.tolist(), -1, cv2.LINE_AA)
+            cv2.rectangle(img, (a, b), (c, d), (col * 0.6).tolist(), 1, cv2.LINE_AA)
+            cv2.putText(img, _random_text(rng, int(rng.integers(1, 3))).strip() or "x",
+                        (a + 3, int(b + kh * 0.7)), font, kh / 50, ink.tolist(), 1, cv2.LINE_AA)
+
+
+def render_printed_matter(seed: int, width: int = 640, height: int = 480) -> np.ndarray:
+    """A width x height BGR uint8 frame of print, coins and keys with no vial (a pure
+    function of `seed`)."""
+    rng = np.random.default_rng([PRINTED_STREAM, int(seed)])
+    if rng.random() < 0.4:   # on a cluttered ground, as in a photograph
+        img = cv2.resize(render_vial_free(int(rng.integers(10**9))), (width, height))
+    else:
+        img = np.clip(_texture(rng, height, width, _colour(rng)), 0, 255).astype(np.uint8)
+    img = np.ascontiguousarray(img)
+    for _ in range(int(rng.integers(1, 4))):
+        kind = rng.choice(3, p=[0.55, 0.25, 0.2])
+        if kind == 0:
+            sw = int(rng.uniform(0.3, 1.2) * width)
+            sh = int(rng.uniform(0.3, 1.2) * height)
+            _paste_sheet(rng, img, _text_sheet(rng, sh, sw))
+        elif kind == 1:
+            _coins(rng, img)
+        else:
+            _keys(rng, img)
+    return camera_effects(img.astype(np.float32), rng)
+
+
+def _write_frames(root: Path, seeds: Iterable[int], render: Callable[[int], np.ndarray],
+                  prefix: str) -> None:
     root = Path(root)
     (root / "images" / "train").mkdir(parents=True, exist_ok=True)
     (root / "labels" / "train").mkdir(parents=True, exist_ok=True)
     for seed in seeds:
-        name = f"n{int(seed):09d}"
-        cv2.imwrite(str(root / "images" / "train" / f"{name}.png"), render_vial_free(seed))
+        name = f"{prefix}{int(seed):09d}"
+        cv2.imwrite(str(root / "images" / "train" / f"{name}.png"), render(seed))
         (root / "labels" / "train" / f"{name}.txt").write_text("")
+
+
+def write_vial_free_images(root: Path, seeds: Iterable[int]) -> None:
+    """Frames of `seeds` as YOLO training images with empty label files under `root`."""
+    _write_frames(root, seeds, render_vial_free, "n")
+
+
+def write_printed_images(root: Path, seeds: Iterable[int]) -> None:
+    """`render_printed_matter` frames of `seeds` as YOLO training images, empty labels."""
+    _write_frames(root, seeds, render_printed_matter, "p")

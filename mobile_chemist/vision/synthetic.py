@@ -566,20 +566,27 @@ def write_yolo_dataset(root: Path, train_seeds: Iterable[int], val_seeds: Iterab
             h, w = scene.image.shape[:2]
             name = f"{prefix}{scene.seed:09d}"
             cv2.imwrite(str(root / "images" / split / f"{name}.png"), scene.image)
-            lines = []
-            for v in scene.vials:
-                x1, y1, x2, y2 = np.clip(v.box, 0, [w, h, w, h])
-                if x2 - x1 < 2 or y2 - y1 < 2:
-                    continue
-                cls = DETECTOR_CLASSES.index(VialType(v.vial_type))
-                lines.append(f"{cls} {(x1 + x2) / 2 / w:.6f} {(y1 + y2) / 2 / h:.6f} "
-                             f"{(x2 - x1) / w:.6f} {(y2 - y1) / h:.6f}")
-            (root / "labels" / split / f"{name}.txt").write_text("\n".join(lines) + "\n")
+            (root / "labels" / split / f"{name}.txt").write_text(
+                yolo_label_lines(scene.vials, w, h))
     data = root / "data.yaml"
     names = {i: t.label for i, t in enumerate(DETECTOR_CLASSES)}
     data.write_text(json.dumps({"path": str(root.resolve()), "train": "images/train",
                                 "val": "images/val", "names": names}, indent=1))
     return data
+
+
+def yolo_label_lines(vials: Iterable[VialTruth], width: int, height: int) -> str:
+    """A YOLO label file's text for `vials` in a width x height image (boxes clipped to
+    the image; slivers under 2 pixels left out)."""
+    lines = []
+    for v in vials:
+        x1, y1, x2, y2 = np.clip(v.box, 0, [width, height, width, height])
+        if x2 - x1 < 2 or y2 - y1 < 2:
+            continue
+        cls = DETECTOR_CLASSES.index(VialType(v.vial_type))
+        lines.append(f"{cls} {(x1 + x2) / 2 / width:.6f} {(y1 + y2) / 2 / height:.6f} "
+                     f"{(x2 - x1) / width:.6f} {(y2 - y1) / height:.6f}")
+    return "\n".join(lines) + "\n"
 
 
 def scene_truth_json(scene: Scene) -> str:

@@ -7,6 +7,7 @@ import shutil
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import NamedTuple
 
 from mobile_chemist.vision.synthetic import (
     GENERATOR_VERSION,
@@ -48,8 +49,9 @@ class TrainPlan:
     # stage's best weights (ultralytics' automatic optimiser picks a cautious rate for
     # short runs; each stage restarts the schedule).
     # "mixN": the mixed set with N MuJoCo images instead of det_mujoco_train_images (stage 6:
-    # more of the robot's view tightened the boxes on it; models/HISTORY.md); "+negM" adds M
-    # frames without vials to a set's training images (`data_counts`).
+    # more of the robot's view tightened the boxes on it; models/HISTORY.md); "+negM",
+    # "+printM" and "+labelN" add frames without vials, of printed matter and of labelled
+    # vials to a set's training images (`data_counts`).
     det_finetune: list = field(default_factory=lambda: [[10, 0.002, "2d"], [10, 0.001, "2d"],
                                                         [10, 0.001, "mix"], [8, 0.0005, "mix"],
                                                         [6, 0.0005, "mix1800"],
@@ -83,32 +85,63 @@ class TrainPlan:
     workers: int = 2                 # scene rendering processes
 
 
-def data_counts(plan: TrainPlan, data: str) -> tuple[int, int]:
-    """(MuJoCo images, frames without vials) of a detector data spec: "2d" (0, 0), "mix"
-    the plan's det_mujoco_train_images, "mixN" N MuJoCo images, and any of them with
-    "+negM" M frames without vials (negatives.render_vial_free) added to the training
-    images; anything else is a ValueError."""
-    spec, sep, neg = data.partition("+neg")
+class DetectorSet(NamedTuple):
+    """What a detector data spec asks for (`data_counts`)."""
+
+    mujoco: int          # MuJoCo scenes beside the plan's 2-D ones
+    negatives: int = 0   # frames without vials (negatives.render_vial_free)
+    printed: int = 0     # frames of print, coins and keys (negatives.render_printed_matter)
+    labelled: int = 0    # training seeds of each renderer again, vials with paper labels
+
+
+#: "+PARTn" of a detector data spec: the DetectorSet field it sets.
+_EXTRAS = {"neg": "negatives", "print": "printed", "label": "labelled"}
+
+
+def data_counts(plan: TrainPlan, data: str) -> DetectorSet:
+    """A detector data spec: "2d" (no MuJoCo scenes), "mix" (the plan's
+    det_mujoco_train_images), "mixN" (N MuJoCo scenes), then optionally, each once, "+negM"
+    (M frames without vials), "+printM" (M frames of printed matter) and "+labelN"
+    (training scenes 0..N-1 of both renderers again with paper labels,
+    paper_labels.write_labelled_images) added to the training images. Anything else is a
+    ValueError."""
+    base, *extras = data.split("+")
     bad = ValueError(f"detector data must be '2d', 'mix' or 'mixN' (N MuJoCo images), "
-                     f"optionally with '+negM' (M frames without vials), not {data!r}")
-    if sep and not (neg.isdigit() and int(neg) > 0):
+                     f"optionally with '+negM', '+printM', '+labelN' (each once), not {data!r}")
+    if base == "2d":
+        n_mujoco = 0
+    elif base == "mix":
+        n_mujoco = plan.det_mujoco_train_images
+    elif base.startswith("mix") and base[3:].isdigit() and int(base[3:]) > 0:
+        n_mujoco = int(base[3:])
+    else:
         raise bad
-    n_neg = int(neg) if sep else 0
-    if spec == "2d":
-        return 0, n_neg
-    if spec == "mix":
-        return plan.det_mujoco_train_images, n_neg
-    if spec.startswith("mix") and spec[3:].isdigit() and int(spec[3:]) > 0:
-        return int(spec[3:]), n_neg
-    raise bad
+    counts = {}
+    for extra in extras:
+        name = extra.rstrip("0123456789")
+        n = extra[len(name):]
+        if name not in _EXTRAS or _EXTRAS[name] in counts or not n or int(n) == 0:
+            raise bad
+        counts[_EXTRAS[name]] = int(n)
+    return DetectorSet(n_mujoco, **counts)
+
+
+def _extra_frames(work: Path, name: str, write, log) -> str:
+    """A directory of extra training frames under `work`, written once by `write(dir)`."""
+    root = work / name
+    if not (root / "complete").is_file():
+        log(f"[detector] rendering {name} into {root}")
+        write(root)
+        (root / "complete").touch()
+    return str((root / "images" / "train").resolve())
 
 
 def detector_data(plan: TrainPlan, data: str, work: Path = WORK, log=print) -> Path:
     """The detector's data set (`data_counts`), rendered into `work` once."""
-    n_mujoco, n_negative = data_counts(plan, data)
+    counts = data_counts(plan, data)
     root = work / f"det_data_{plan.det_train_images}"
-    if n_mujoco:
-        root = root.with_name(root.name + f"_mj{n_mujoco}")
+    if counts.mujoco:
+        root = root.with_name(root.name + f"_mj{counts.mujoco}")
         if plan.det_mujoco_rack_images:
             root = root.with_name(root.name + f"_rk{plan.det_mujoco_rack_images}")
     if not plan.det_variants:
@@ -118,24 +151,40 @@ def detector_data(plan: TrainPlan, data: str, work: Path = WORK, log=print) -> P
     # so an interrupted render is redone rather than trained on.
     done = root / "complete"
     if not done.is_file():
-        _render_detector_data(plan, root, n_mujoco, log)
+        _render_detector_data(plan, root, counts.mujoco, log)
         done.touch()
-    if not n_negative:
+    if not any(counts[1:]):
         return root / "data.yaml"
-    # The frames without vials have a directory of their own, so that a set with them
-    # shares its scenes with the same set without them instead of rendering them again.
-    neg = work / f"det_vial_free_{n_negative}"
-    if not (neg / "complete").is_file():
-        from mobile_chemist.vision.negatives import write_vial_free_images
+    from mobile_chemist.vision import negatives, paper_labels
 
-        log(f"[detector] rendering {n_negative} frames without vials into {neg}")
-        write_vial_free_images(neg, range(TRAIN_SEED_BASE, TRAIN_SEED_BASE + n_negative))
-        (neg / "complete").touch()
-    both = root.with_name(root.name + f"_neg{n_negative}")
+    # The extra frames have directories of their own, so that sets with them share their
+    # scenes with the same set without them instead of rendering them again.
+    seeds = range(TRAIN_SEED_BASE, TRAIN_SEED_BASE + max(counts[1:]))
+    extra, tag = [], ""
+    if counts.negatives:
+        extra.append(_extra_frames(work, f"det_vial_free_{counts.negatives}", lambda d:
+                                   negatives.write_vial_free_images(d, seeds[:counts.negatives]),
+                                   log))
+        tag += f"_neg{counts.negatives}"
+    if counts.printed:
+        extra.append(_extra_frames(work, f"det_printed_{counts.printed}", lambda d:
+                                   negatives.write_printed_images(d, seeds[:counts.printed]),
+                                   log))
+        tag += f"_print{counts.printed}"
+    if counts.labelled:
+        def write_labelled(d):
+            for renderer in ("2d", "mujoco"):
+                paper_labels.write_labelled_images(d, seeds[:counts.labelled], renderer,
+                                                   workers=plan.workers)
+
+        extra.append(_extra_frames(work, f"det_labelled_{counts.labelled}"
+                                   f"_v{GENERATOR_VERSION}", write_labelled, log))
+        tag += f"_label{counts.labelled}"
+    both = root.with_name(root.name + tag)
     both.mkdir(parents=True, exist_ok=True)
     spec = json.loads((root / "data.yaml").read_text())
     spec.update(path=str(root.resolve()), train=[str((root / "images" / "train").resolve()),
-                                                 str((neg / "images" / "train").resolve())])
+                                                 *extra])
     (both / "data.yaml").write_text(json.dumps(spec, indent=1))
     return both / "data.yaml"
 
