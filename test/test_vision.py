@@ -992,5 +992,5 @@ def test_false_vials_are_counted_in_photographs_without_vials(tmp_path):
     both = evaluation.false_vials(pipe, [chose, tmp_path / "a_rack.png"])
     assert both["choice_photos"] == 1 and res["choice_photos"] == 0
     assert both["false_vials_in_choice_photos"] == len(both["per_photo"]["bus.jpg"])
-    assert f"in the 1 that chose detector stage 7, {len(found)} in the other 1" in \
+    assert f"in the 1 that chose detector stages 7 and 8, {len(found)} in the other 1" in \
         evaluation.report({"sets": {}, "photos_without_vials": {"synthetic": both}})

@@ -55,7 +55,9 @@ class TrainPlan:
     det_finetune: list = field(default_factory=lambda: [[10, 0.002, "2d"], [10, 0.001, "2d"],
                                                         [10, 0.001, "mix"], [8, 0.0005, "mix"],
                                                         [6, 0.0005, "mix1800"],
-                                                        [6, 0.0005, "mix1800+neg1000"]])
+                                                        [6, 0.0005, "mix1800+neg1000"],
+                                                        [6, 0.0005,
+                                                         "mix1800+neg1000+print1000"]])
     seg_scenes: int = 2500           # 2-D scenes for segmenter crops
     # MuJoCo scenes for crops (9000, then 12000 x 24 epochs before: models/HISTORY.md; 15000 x
     # 20 epochs takes the same training time on a 2-core CPU).
