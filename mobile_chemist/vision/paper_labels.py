@@ -18,7 +18,8 @@ a real label.
 from __future__ import annotations
 
 import string
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -91,12 +92,10 @@ def add_paper_labels(image: np.ndarray, vials: Sequence[VialTruth], seed: int,
     return img
 
 
-def write_labelled_images(root, seeds, renderer: str, workers: int = 1,
+def write_labelled_images(root: Path, seeds: Iterable[int], renderer: str, workers: int = 1,
                           fraction: float = 0.7) -> None:
     """The scenes of `seeds` with "train" labels on `fraction` of their vials, as YOLO
     training images under `root` ("l" + the data set prefix of the renderer's scenes)."""
-    from pathlib import Path
-
     from mobile_chemist.vision.scenes import iter_scenes
     from mobile_chemist.vision.synthetic import yolo_label_lines
 
