@@ -3,7 +3,7 @@
 
     python bench/compare_models.py CANDIDATE.yaml [--base config/vision.yaml]
                                    [--scenes 200] [--mujoco-scenes 100] [--held-out]
-                                   [--photos DIR|none] [--json out.json]
+                                   [--skip N] [--photos DIR|none] [--json out.json]
 
 For each generator: any-vial AP50, phase (content class) accuracy and fill-level p95 of
 both, and each difference (candidate - base) with a 95 % interval from resampling the
@@ -23,6 +23,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from mobile_chemist.vision.cli import add_photos_argument, photos_from_args  # noqa: E402
+from mobile_chemist.vision.scenes import add_skip_argument  # noqa: E402
 
 
 def main() -> int:
@@ -33,6 +34,7 @@ def main() -> int:
     p.add_argument("--mujoco-scenes", type=int, default=100)
     p.add_argument("--held-out", action="store_true",
                    help="held-out seeds instead of validation (to report, never to choose)")
+    add_skip_argument(p)
     add_photos_argument(p)
     p.add_argument("--json", help="also write the results here")
     args = p.parse_args()
@@ -40,7 +42,7 @@ def main() -> int:
 
     res = compare(args.base, args.candidate, scenes=args.scenes,
                   mujoco_scenes=args.mujoco_scenes, validation=not args.held_out,
-                  photos=photos_from_args(args))
+                  photos=photos_from_args(args), skip=args.skip)
     print(report_comparison(res))
     if args.json:
         save(res, args.json)

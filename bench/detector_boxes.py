@@ -1,7 +1,7 @@
 """Where a vial detector's boxes sit against the truth, and what that costs the segmenter.
 
     python bench/detector_boxes.py [DETECTOR ...] [--config C] [--segmenter PATH ...]
-                                   [--scenes 100] [--held-out] [--kind random|rack]
+                                   [--scenes 100] [--held-out] [--skip N] [--kind random|rack]
 
 For each detector's weights (default: the config's) on validation scenes of both
 generators, with the config's settings (`--config`, default config/vision.yaml): the signed

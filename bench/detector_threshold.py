@@ -1,7 +1,7 @@
 """What a vial detector's confidence threshold trades: F1, vials missed and false boxes.
 
     python bench/detector_threshold.py [DETECTOR ...] [--thresholds 0.15 0.2 0.25 0.3]
-                                       [--scenes 200] [--held-out] [--kind random|rack]
+                                       [--scenes 200] [--held-out] [--skip N] [--kind random|rack]
                                        [--config config/vision.yaml]
 
 For each detector's weights (default: the one the config names), with the config's input

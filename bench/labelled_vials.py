@@ -2,7 +2,7 @@
 """Vials found with and without paper labels on them (paper_labels, "check" style).
 
     python bench/labelled_vials.py [DETECTOR ...] [--scenes 200] [--fraction 1.0]
-                                   [--held-out] [--kind random|rack] [--config C]
+                                   [--held-out] [--skip N] [--kind random|rack] [--config C]
                                    [--save PREFIX]
 
 Real vials often carry a printed label, and a detector taught that print is not a vial

@@ -1,6 +1,6 @@
 """How far a box may sit off a vial before the phase segmenter reads it worse.
 
-    python bench/segmenter_shift.py [--segmenter PATH] [--scenes 100] [--held-out]
+    python bench/segmenter_shift.py [--segmenter PATH] [--scenes 100] [--held-out] [--skip N]
                                     [--kind random|rack]
 
 On validation scenes of both generators, the segmenter reads every vial on its true box

@@ -1,7 +1,7 @@
 """Phase segmenter alone on validation scenes (ground-truth boxes), as models/HISTORY.md quotes.
 
     python bench/segmenter_validation.py [WEIGHTS ...] [--scenes 60] [--details] [--held-out]
-                                         [--kind random|rack]
+                                         [--skip N] [--kind random|rack]
 
 Prints phase (content class) accuracy, fill-level error p95 and vial-type accuracy per
 generator, with and without mirror-image averaging. Validation seeds (5 000 000 up) are

@@ -525,6 +525,35 @@ def test_comparing_a_config_with_itself_finds_no_difference(monkeypatch):
     assert two["base"] == two["candidate"] > 0.5
     assert res["validation_seeds"] == VAL_SEED_BASE
     assert "difference +0.000" in evaluation.report_comparison(res)
+    # --skip: the same comparison on seeds no earlier choice has seen.
+    seen = []
+    monkeypatch.setattr(evaluation, "iter_scenes", lambda seeds, renderer="2d", workers=1:
+                        seen.extend(seeds) or [render_scene(s) for s in seeds])
+    res = evaluation.compare(None, REPO / "config" / "vision.yaml", scenes=2, mujoco_scenes=0,
+                             skip=400, log=lambda m: None)
+    assert seen == [VAL_SEED_BASE + 400, VAL_SEED_BASE + 401]
+    assert res["validation_seeds"] == VAL_SEED_BASE + 400
+
+
+def test_the_diagnostics_scene_choice_can_skip_the_seeds_choices_were_made_on(monkeypatch):
+    import argparse
+
+    from mobile_chemist.vision import scenes
+    from mobile_chemist.vision.synthetic import EVAL_SEED_BASE, VAL_SEED_BASE
+
+    calls = []
+    monkeypatch.setattr(scenes, "iter_scenes", lambda seeds, renderer, workers, kind:
+                        calls.append((renderer, list(seeds))) or [])
+    p = argparse.ArgumentParser()
+    scenes.add_scene_arguments(p, scenes=2)
+    scenes.scene_sets(p.parse_args(["--skip", "5"]))
+    assert calls == [("2d", [VAL_SEED_BASE + 5, VAL_SEED_BASE + 6]),
+                     ("mujoco", [VAL_SEED_BASE + 5, VAL_SEED_BASE + 6])]
+    calls.clear()
+    scenes.scene_sets(p.parse_args(["--held-out"]))
+    assert calls[0] == ("2d", [EVAL_SEED_BASE, EVAL_SEED_BASE + 1])
+    with pytest.raises(SystemExit):
+        p.parse_args(["--skip", "-1"])
 
 
 def test_scene_bootstrap_resamples_whole_scenes():

@@ -217,15 +217,15 @@ def run_benchmark(scenes: int = 200, heinsight_scenes: int = 10, latency_frames:
 
 def compare(base: str | Path | None, candidate: str | Path, scenes: int = 200,
             mujoco_scenes: int = 100, workers: int = 2, validation: bool = True,
-            photos: list[Path] | None = None, log=print) -> dict:
+            photos: list[Path] | None = None, skip: int = 0, log=print) -> dict:
     """Two vision configs (each naming its weights) on the same scenes, with the paired
     95 % interval of each difference (candidate - base) over resampled scenes; and the
     false vials each finds in `photos` (photographs without vials).
 
     Validation seeds by default: a comparison chooses between models, and choices are
-    made there.
+    made there. `skip` starts that many seeds in (scenes no earlier choice has seen).
     """
-    base_seed = scoring_seed_base(validation)
+    base_seed = scoring_seed_base(validation) + skip
     cfgs = {"base": load_config(base), "candidate": load_config(candidate)}
     pipes = {k: VisionPipeline(_with(c, "synthetic", conf=0.01)) for k, c in cfgs.items()}
     confs = {k: float(c["backends"]["synthetic"].get("conf", 0.3)) for k, c in cfgs.items()}

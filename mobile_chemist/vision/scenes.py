@@ -77,12 +77,26 @@ def add_scene_arguments(parser, scenes: int = 100) -> None:
                              "validation (a diagnosis, never a model choice)")
     parser.add_argument("--kind", choices=SCENE_KINDS, default="random",
                         help="random scenes, or rack-camera views of one rack")
+    add_skip_argument(parser)
+
+
+def add_skip_argument(parser) -> None:
+    """--skip N: start N scenes into the seed range, so that a rule can be judged on scenes
+    that earlier decisions (made on the first ones) never saw."""
+    def count(text: str) -> int:
+        n = int(text)
+        if n < 0:
+            raise ValueError(text)
+        return n
+
+    parser.add_argument("--skip", type=count, default=0, metavar="N",
+                        help="leave out the first N seeds of the range (default 0)")
 
 
 def scene_sets(args, workers: int = 2) -> dict[str, list[Scene]]:
     """Both generators' scenes as `add_scene_arguments` chose them, rendered up front (MuJoCo's
     workers must finish before torch loads: EGL and torch crash in one process)."""
-    base = scoring_seed_base(validation=not args.held_out)
+    base = scoring_seed_base(validation=not args.held_out) + args.skip
     seeds = range(base, base + args.scenes)
     return {r: list(iter_scenes(seeds, r, workers=workers, kind=args.kind))
             for r in ("2d", "mujoco")}
