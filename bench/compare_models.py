@@ -22,8 +22,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from mobile_chemist.vision.cli import add_photos_argument, photos_from_args  # noqa: E402
-from mobile_chemist.vision.scenes import add_skip_argument  # noqa: E402
+from mobile_chemist.vision.cli import (add_photos_argument, add_skip_argument,  # noqa: E402
+                                       photos_from_args)
 
 
 def main() -> int:

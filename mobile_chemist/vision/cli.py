@@ -108,6 +108,13 @@ def add_photos_argument(parser) -> None:
                              "'none' skips it)")
 
 
+def add_skip_argument(parser) -> None:
+    """--skip N: start N seeds into the scene range, so that a rule can be judged on scenes
+    that earlier decisions (made on the first ones) never saw."""
+    parser.add_argument("--skip", type=_count, default=0, metavar="N",
+                        help="leave out the first N seeds of the range (default 0)")
+
+
 def build_parser(prog: str = "mobile-chemist vision") -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=prog, description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -30,7 +30,7 @@ STYLES = ("train", "check")
 _STREAM = {"train": 10, "check": 9}
 _FONTS = [cv2.FONT_HERSHEY_PLAIN, cv2.FONT_HERSHEY_DUPLEX, cv2.FONT_HERSHEY_COMPLEX,
           cv2.FONT_HERSHEY_SCRIPT_SIMPLEX, cv2.FONT_HERSHEY_COMPLEX_SMALL]
-_CHARS = string.ascii_letters + string.digits + "  .-/"
+_CHARS = list(string.ascii_letters + string.digits + "  .-/")
 
 
 def add_paper_labels(image: np.ndarray, vials: Sequence[VialTruth], seed: int,
@@ -84,7 +84,7 @@ def add_paper_labels(image: np.ndarray, vials: Sequence[VialTruth], seed: int,
             y += th + 2
             if y >= u - t - 1:
                 break
-            text = "".join(rng.choice(list(_CHARS), int(rng.integers(3, 14))))
+            text = "".join(rng.choice(_CHARS, int(rng.integers(3, 14))))
             cv2.putText(patch, text, (2, y), font, scale, ink, 1, cv2.LINE_AA)
         patch = cv2.GaussianBlur(patch, (0, 0), 0.6).astype(np.float32)
         patch += rng.normal(0, 3, patch.shape)

@@ -77,20 +77,9 @@ def add_scene_arguments(parser, scenes: int = 100) -> None:
                              "validation (a diagnosis, never a model choice)")
     parser.add_argument("--kind", choices=SCENE_KINDS, default="random",
                         help="random scenes, or rack-camera views of one rack")
+    from mobile_chemist.vision.cli import add_skip_argument
+
     add_skip_argument(parser)
-
-
-def add_skip_argument(parser) -> None:
-    """--skip N: start N scenes into the seed range, so that a rule can be judged on scenes
-    that earlier decisions (made on the first ones) never saw."""
-    def count(text: str) -> int:
-        n = int(text)
-        if n < 0:
-            raise ValueError(text)
-        return n
-
-    parser.add_argument("--skip", type=count, default=0, metavar="N",
-                        help="leave out the first N seeds of the range (default 0)")
 
 
 def scene_sets(args, workers: int = 2) -> dict[str, list[Scene]]:
