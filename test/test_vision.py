@@ -274,7 +274,7 @@ def test_pipeline_on_a_synthetic_rack():
         assert [l.top for l in d.layers] == sorted(l.top for l in d.layers)
 
 
-def test_small_data_training_run(tmp_path):
+def test_small_data_training_run(tmp_path, monkeypatch):
     """Both models train end to end on a handful of scenes (1 epoch) and then load."""
     from mobile_chemist.vision.segmenter import CropSet, Segmenter, make_crops, train_segmenter
     from mobile_chemist.vision.train import TrainPlan, train_detector
@@ -296,7 +296,9 @@ def test_small_data_training_run(tmp_path):
 
     base.default_callbacks["on_train_epoch_end"].append(hook)
     try:
-        best = train_detector(plan, work=tmp_path, log=lambda *_: None)
+        # A relative work directory: the weights must land where train_detector says.
+        monkeypatch.chdir(tmp_path)
+        best = train_detector(plan, work=Path("work"), log=lambda *_: None)
     finally:
         base.default_callbacks["on_train_epoch_end"].remove(hook)
         torch.set_num_threads(before)

@@ -243,7 +243,9 @@ def _train_yolo(model, plan: TrainPlan, data: Path, work: Path, name: str, **ove
     args = dict(data=str(data), epochs=plan.det_epochs, imgsz=plan.det_imgsz,
                 batch=plan.det_batch, workers=2, amp=False, plots=False, device="cpu",
                 seed=plan.det_seed, deterministic=True, close_mosaic=1,
-                project=str(work / "train"), name=name, exist_ok=True, verbose=False)
+                # Absolute: ultralytics puts a relative project under its own runs/detect/.
+                project=str((work / "train").resolve()), name=name, exist_ok=True,
+                verbose=False)
     model.train(**{**args, **over})
 
 
