@@ -2,8 +2,8 @@
 """Vials found with and without paper labels on them (paper_labels, "check" style).
 
     python bench/labelled_vials.py [DETECTOR ...] [--scenes 200] [--fraction 1.0]
-                                   [--held-out] [--skip N] [--kind random|rack] [--config C]
-                                   [--save PREFIX]
+                                   [--style check|unseen] [--held-out] [--skip N]
+                                   [--kind random|rack] [--config C] [--save PREFIX]
 
 Real vials often carry a printed label, and a detector taught that print is not a vial
 (negatives.render_printed_matter) could lose them. On validation scenes of both
@@ -11,9 +11,11 @@ generators (held-out only to diagnose), each vial gets a label with probability
 `--fraction`, drawn onto the rendered frame; for each detector's weights (default: the
 config's), with the config's input size and threshold, the vials found (a box at IoU >=
 0.5, any type, `metrics.counts_at_threshold`), missed and false boxes, plain and labelled.
-The labels are drawn, not rendered, in a style the "train" labels of `+labelN` training
-data include: this tells whether a detector learnt such labelled vials, not how it fares
-on a real label.
+The labels are drawn, not rendered, by default in a style the "train" labels of `+labelN`
+training data include: this tells whether a detector learnt such labelled vials.
+`--style unseen` draws dark labels with light print, taller than any training label, in a
+font training never used: whether that carries to labels it never saw. Neither tells how
+it fares on a real label.
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("detectors", nargs="*")
     p.add_argument("--fraction", type=float, default=1.0, help="share of vials labelled")
+    p.add_argument("--style", choices=("check", "unseen"), default="check",
+                   help="label style (paper_labels.STYLES; 'train' is for training data)")
     p.add_argument("--config", help="vision config (default config/vision.yaml)")
     p.add_argument("--save", help="write each generator's first scene, plain beside labelled, "
                                   "to PREFIX_2d.png and PREFIX_mujoco.png")
@@ -48,7 +52,7 @@ def main() -> int:
     from mobile_chemist.vision.pipeline import SyntheticBackend, load_config
 
     cfg = load_config(args.config)["backends"]["synthetic"]
-    labelled = {name: [add_paper_labels(sc.image, sc.vials, sc.seed, args.fraction)
+    labelled = {name: [add_paper_labels(sc.image, sc.vials, sc.seed, args.fraction, args.style)
                        for sc in scenes] for name, scenes in sets.items()}
     if args.save:
         for name, scenes in sets.items():

@@ -890,6 +890,13 @@ def test_paper_labels_cover_the_glass_and_leave_the_rest_of_the_frame():
             assert rows.mean() > 0.2
     assert np.array_equal(add_paper_labels(scene.image, scene.vials, 1, fraction=0.0),
                           scene.image)
+    # "unseen": dark paper, taller than the others, on the glass, from a stream of its own.
+    dark = add_paper_labels(scene.image, scene.vials, 1, 1.0, style="unseen")
+    dark_changed = np.any(dark != scene.image, axis=2)
+    assert dark_changed.any() and not (dark_changed & ~inside).any()
+    assert dark_changed.sum() > changed.sum()
+    assert dark[dark_changed].mean() < 0.6 * out[changed].mean()
+    assert np.array_equal(dark, add_paper_labels(scene.image, scene.vials, 1, 1.0, "unseen"))
     with pytest.raises(ValueError, match="style"):
         add_paper_labels(scene.image, scene.vials, 1, style="handwritten")
 

@@ -8,11 +8,13 @@ wraps, with lines of small print, lightly blurred and noised like the rest of th
 The vial boxes do not change (a label is on the vial); the contents behind it are hidden,
 so these frames serve the detector, never the phase segmenter.
 
-Two styles on separate random streams: "train" (white, yellowed or coloured paper,
-several fonts, coloured bands, barcodes) for training images, and "check" (white paper,
-one font) for bench/labelled_vials.py. Both are drawn by this one function, so the check
-tells whether the detector learnt labelled vials of this kind, not whether it would find
-a real label.
+Three styles on separate random streams: "train" (white, yellowed or coloured paper,
+several fonts, coloured bands, barcodes) for training images, "check" (white paper, one
+font) for bench/labelled_vials.py, and "unseen" (dark paper with light print in a font no
+other style uses, taller and higher on the glass than any training label) for the same
+bench. "check" is inside what training drew, so it tells whether the detector learnt
+labelled vials of this kind; "unseen" whether that carries to labels it never saw. Neither
+tells whether it would find a real label.
 """
 
 from __future__ import annotations
@@ -26,8 +28,8 @@ import numpy as np
 
 from mobile_chemist.vision.synthetic import VialTruth
 
-STYLES = ("train", "check")
-_STREAM = {"train": 10, "check": 9}
+STYLES = ("train", "check", "unseen")
+_STREAM = {"train": 10, "check": 9, "unseen": 11}
 _FONTS = [cv2.FONT_HERSHEY_PLAIN, cv2.FONT_HERSHEY_DUPLEX, cv2.FONT_HERSHEY_COMPLEX,
           cv2.FONT_HERSHEY_SCRIPT_SIMPLEX, cv2.FONT_HERSHEY_COMPLEX_SMALL]
 _CHARS = list(string.ascii_letters + string.digits + "  .-/")
@@ -39,7 +41,7 @@ def add_paper_labels(image: np.ndarray, vials: Sequence[VialTruth], seed: int,
     `fraction`; a pure function of its arguments."""
     if style not in STYLES:
         raise ValueError(f"label style must be one of {STYLES}, not {style!r}")
-    train = style == "train"
+    train, unseen = style == "train", style == "unseen"
     rng = np.random.default_rng([_STREAM[style], int(seed)])
     img = image.copy()
     h_img, w_img = img.shape[:2]
@@ -50,8 +52,10 @@ def add_paper_labels(image: np.ndarray, vials: Sequence[VialTruth], seed: int,
         gh = v.glass_bottom - v.glass_top
         cx, half = (x1 + x2) / 2, (x2 - x1) / 2
         wrap = rng.uniform(0.6, 1.0)           # the part of the front the label covers
-        top = v.glass_top + gh * rng.uniform(0.15, 0.45)
-        bottom = min(top + gh * rng.uniform(0.25, 0.5), v.glass_bottom - 0.05 * gh)
+        # The same draws in every style (so "train" data stays as it was), other ranges.
+        top = v.glass_top + gh * (rng.uniform(0.05, 0.2) if unseen else rng.uniform(0.15, 0.45))
+        bottom = min(top + gh * (rng.uniform(0.55, 0.8) if unseen else rng.uniform(0.25, 0.5)),
+                     v.glass_bottom - 0.05 * gh)
         a, b = int(round(cx - half * wrap)), int(round(cx + half * wrap))
         t, u = int(round(top)), int(round(bottom))
         a, b, t, u = max(a, 0), min(b, w_img), max(t, 0), min(u, h_img)
@@ -60,12 +64,16 @@ def add_paper_labels(image: np.ndarray, vials: Sequence[VialTruth], seed: int,
         paper = np.array([rng.uniform(200, 255)] * 3) * (1 + rng.normal(0, 0.04, 3))
         if train and rng.random() < 0.4:   # yellowed or coloured paper
             paper = np.clip(paper * rng.uniform(0.6, 1.0, 3), 0, 255)
+        if unseen:                          # dark paper
+            paper = paper * 0.25
         rel = np.clip((np.arange(a, b) + 0.5 - cx) / max(half, 1), -1, 1)
         shade = 0.75 + 0.25 * np.sqrt(1 - rel ** 2)
         patch = np.broadcast_to(paper[None, None] * shade[None, :, None], (u - t, b - a, 3))
         patch = np.clip(patch, 0, 255).astype(np.uint8).copy()
-        ink = rng.uniform(0, 80, 3).tolist()
-        font = int(rng.choice(_FONTS)) if train else cv2.FONT_HERSHEY_SIMPLEX
+        ink = rng.uniform(0, 80, 3)
+        ink = (255 - ink if unseen else ink).tolist()   # light print on the dark paper
+        font = (int(rng.choice(_FONTS)) if train else
+                cv2.FONT_HERSHEY_TRIPLEX if unseen else cv2.FONT_HERSHEY_SIMPLEX)
         scale = max((u - t) / rng.uniform(60, 140), 0.15)
         y = 2
         if train and rng.random() < 0.3:   # a coloured band across the top
