@@ -23,7 +23,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from mobile_chemist.vision.synthetic import _colour, camera_effects
+from mobile_chemist.vision.synthetic import _colour, camera_effects, write_yolo_frame
 
 #: Seeds of these frames are their own streams (a second key), apart from the scenes'.
 STREAM = 7
@@ -226,13 +226,8 @@ def render_printed_matter(seed: int, width: int = 640, height: int = 480) -> np.
 
 def _write_frames(root: Path, seeds: Iterable[int], render: Callable[[int], np.ndarray],
                   prefix: str) -> None:
-    root = Path(root)
-    (root / "images" / "train").mkdir(parents=True, exist_ok=True)
-    (root / "labels" / "train").mkdir(parents=True, exist_ok=True)
     for seed in seeds:
-        name = f"{prefix}{int(seed):09d}"
-        cv2.imwrite(str(root / "images" / "train" / f"{name}.png"), render(seed))
-        (root / "labels" / "train" / f"{name}.txt").write_text("")
+        write_yolo_frame(root, "train", f"{prefix}{int(seed):09d}", render(seed), [])
 
 
 def write_vial_free_images(root: Path, seeds: Iterable[int]) -> None:

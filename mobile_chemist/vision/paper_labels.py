@@ -11,7 +11,7 @@ so these frames serve the detector, never the phase segmenter.
 Three styles on separate random streams: "train" (white, yellowed or coloured paper,
 several fonts, coloured bands, barcodes) for training images, "check" (white paper, one
 font) for bench/labelled_vials.py, and "unseen" (dark paper with light print in a font no
-other style uses, taller and higher on the glass than any training label) for the same
+other style uses, though printed-matter frames do, taller and higher on the glass than any training label) for the same
 bench. "check" is inside what training drew, so it tells whether the detector learnt
 labelled vials of this kind; "unseen" whether that carries to labels it never saw. Neither
 tells whether it would find a real label.
@@ -26,7 +26,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from mobile_chemist.vision.synthetic import VialTruth
+from mobile_chemist.vision.synthetic import VialTruth, write_yolo_frame
 
 STYLES = ("train", "check", "unseen")
 _STREAM = {"train": 10, "check": 9, "unseen": 11}
@@ -105,17 +105,10 @@ def write_labelled_images(root: Path, seeds: Iterable[int], renderer: str, worke
     """The scenes of `seeds` with "train" labels on `fraction` of their vials, as YOLO
     training images under `root` ("l" + the data set prefix of the renderer's scenes)."""
     from mobile_chemist.vision.scenes import iter_scenes
-    from mobile_chemist.vision.synthetic import yolo_label_lines
 
-    root = Path(root)
-    (root / "images" / "train").mkdir(parents=True, exist_ok=True)
-    (root / "labels" / "train").mkdir(parents=True, exist_ok=True)
     prefix = {"2d": "ls", "mujoco": "lm"}[renderer]
     for scene in iter_scenes(seeds, renderer, workers=workers):
         # The renderers share seeds: their labels take different streams.
         image = add_paper_labels(scene.image, scene.vials,
                                  scene.seed * 2 + (renderer == "mujoco"), fraction, "train")
-        name = f"{prefix}{scene.seed:09d}"
-        cv2.imwrite(str(root / "images" / "train" / f"{name}.png"), image)
-        (root / "labels" / "train" / f"{name}.txt").write_text(
-            yolo_label_lines(scene.vials, image.shape[1], image.shape[0]))
+        write_yolo_frame(root, "train", f"{prefix}{scene.seed:09d}", image, scene.vials)

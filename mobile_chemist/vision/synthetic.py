@@ -559,15 +559,12 @@ def write_yolo_dataset(root: Path, train_seeds: Iterable[int], val_seeds: Iterab
     prefix = {("2d", "random"): "s", ("mujoco", "random"): "m",
               ("2d", "rack"): "r", ("mujoco", "rack"): "k"}[renderer, kind]
     for split, seeds in (("train", train_seeds), ("val", val_seeds)):
-        (root / "images" / split).mkdir(parents=True, exist_ok=True)
-        (root / "labels" / split).mkdir(parents=True, exist_ok=True)
+        # Both splits exist even without seeds: data.yaml names them.
+        for part in ("images", "labels"):
+            (root / part / split).mkdir(parents=True, exist_ok=True)
         for scene in iter_scenes(seeds, renderer, workers=workers, kind=kind,
                                  variants=variants):
-            h, w = scene.image.shape[:2]
-            name = f"{prefix}{scene.seed:09d}"
-            cv2.imwrite(str(root / "images" / split / f"{name}.png"), scene.image)
-            (root / "labels" / split / f"{name}.txt").write_text(
-                yolo_label_lines(scene.vials, w, h))
+            write_yolo_frame(root, split, f"{prefix}{scene.seed:09d}", scene.image, scene.vials)
     data = root / "data.yaml"
     names = {i: t.label for i, t in enumerate(DETECTOR_CLASSES)}
     data.write_text(json.dumps({"path": str(root.resolve()), "train": "images/train",
@@ -575,9 +572,21 @@ def write_yolo_dataset(root: Path, train_seeds: Iterable[int], val_seeds: Iterab
     return data
 
 
+def write_yolo_frame(root: Path, split: str, name: str, image: np.ndarray,
+                     vials: Iterable[VialTruth]) -> None:
+    """One YOLO training frame: root/images/split/name.png and its label file (empty for a
+    frame without vials), the layout every detector data set here shares."""
+    root = Path(root)
+    for part in ("images", "labels"):
+        (root / part / split).mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(root / "images" / split / f"{name}.png"), image)
+    h, w = image.shape[:2]
+    (root / "labels" / split / f"{name}.txt").write_text(yolo_label_lines(vials, w, h))
+
+
 def yolo_label_lines(vials: Iterable[VialTruth], width: int, height: int) -> str:
     """A YOLO label file's text for `vials` in a width x height image (boxes clipped to
-    the image; slivers under 2 pixels left out)."""
+    the image; slivers under 2 pixels left out; empty when none is left)."""
     lines = []
     for v in vials:
         x1, y1, x2, y2 = np.clip(v.box, 0, [width, height, width, height])
@@ -586,7 +595,7 @@ def yolo_label_lines(vials: Iterable[VialTruth], width: int, height: int) -> str
         cls = DETECTOR_CLASSES.index(VialType(v.vial_type))
         lines.append(f"{cls} {(x1 + x2) / 2 / width:.6f} {(y1 + y2) / 2 / height:.6f} "
                      f"{(x2 - x1) / width:.6f} {(y2 - y1) / height:.6f}")
-    return "\n".join(lines) + "\n"
+    return "".join(line + "\n" for line in lines)
 
 
 def scene_truth_json(scene: Scene) -> str:
