@@ -13,6 +13,7 @@ config's), with the config's input size and threshold, the vials found (a box at
 0.5, any type, `metrics.counts_at_threshold`), missed and false boxes, plain and labelled.
 The labels are drawn, not rendered, by default in a style the "train" labels of `+labelN`
 training data include: this tells whether a detector learnt such labelled vials.
+(`+variedN` training labels are wider still, but never dark paper, light print or that font.)
 `--style unseen` draws dark labels with light print, taller than any training label, in a
 font no training label uses (the printed-matter frames do): whether that carries to labels
 it never saw. Neither tells how
@@ -28,7 +29,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from mobile_chemist.vision.paper_labels import STYLES  # noqa: E402
+from mobile_chemist.vision.paper_labels import STYLES, TRAINING_STYLES  # noqa: E402
 from mobile_chemist.vision.scenes import add_scene_arguments, scene_sets  # noqa: E402
 
 
@@ -36,8 +37,8 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("detectors", nargs="*")
     p.add_argument("--fraction", type=float, default=1.0, help="share of vials labelled")
-    p.add_argument("--style", choices=[s for s in STYLES if s != "train"], default="check",
-                   help="label style ('train', for training data, is left out)")
+    p.add_argument("--style", choices=[s for s in STYLES if s not in TRAINING_STYLES],
+                   default="check", help="label style (those of training data are left out)")
     p.add_argument("--config", help="vision config (default config/vision.yaml)")
     p.add_argument("--save", help="write each generator's first scene, plain beside labelled, "
                                   "to PREFIX_2d.png and PREFIX_mujoco.png")

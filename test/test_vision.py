@@ -781,11 +781,14 @@ def test_a_detector_stage_can_name_the_size_of_its_mixed_set(monkeypatch, tmp_pa
     plan = train.TrainPlan(det_train_images=2, det_val_images=1, det_mujoco_train_images=1,
                            det_mujoco_val_images=1)
     assert [train.data_counts(plan, d) for d in ("2d", "mix", "mix3", "mix3+neg5")] == [
-        (0, 0, 0, 0), (1, 0, 0, 0), (3, 0, 0, 0), (3, 5, 0, 0)]
+        (0, 0, 0, 0, 0), (1, 0, 0, 0, 0), (3, 0, 0, 0, 0), (3, 5, 0, 0, 0)]
     assert train.data_counts(plan, "2d+label2+neg5+print7") == train.DetectorSet(
         mujoco=0, negatives=5, printed=7, labelled=2)
+    assert train.data_counts(plan, "mix3+varied4+label2") == train.DetectorSet(
+        mujoco=3, labelled=2, varied=4)
     for bad in ("mix0", "mixx", "mix-2", "3d", "", "mix3+neg0", "mix3+neg", "+neg2",
-                "mix3+neg2+neg2", "mix3+print", "mix3+labels2", "mix3+neg2+", "2d+neg-1"):
+                "mix3+neg2+neg2", "mix3+print", "mix3+labels2", "mix3+neg2+", "2d+neg-1",
+                "mix3+varied", "mix3+varied1+varied1"):
         with pytest.raises(ValueError, match="mixN"):
             train.data_counts(plan, bad)
     written = _record_dataset_writes(monkeypatch, train)
@@ -837,9 +840,11 @@ def test_printed_matter_and_labelled_vials_join_a_detector_set(monkeypatch, tmp_
 
     plan = train.TrainPlan(det_train_images=2, det_val_images=1, workers=1)
     _record_dataset_writes(monkeypatch, train)
-    data = train.detector_data(plan, "2d+label1+print2+neg1", tmp_path, log=lambda _: None)
-    assert data.parent.name.endswith("_neg1_print2_label1")
-    names = ["det_vial_free_1", "det_printed_2", f"det_labelled_1_v{train.GENERATOR_VERSION}"]
+    data = train.detector_data(plan, "2d+varied1+label1+print2+neg1", tmp_path,
+                               log=lambda _: None)
+    assert data.parent.name.endswith("_neg1_print2_label1_varied1")
+    names = ["det_vial_free_1", "det_printed_2", f"det_labelled_1_v{train.GENERATOR_VERSION}",
+             f"det_varied_labels_1_v{train.GENERATOR_VERSION}"]
     assert json.loads(data.read_text())["train"][1:] == [
         str((tmp_path / n / "images" / "train").resolve()) for n in names]
     printed = sorted((tmp_path / names[1] / "images" / "train").glob("*.png"))
@@ -855,6 +860,14 @@ def test_printed_matter_and_labelled_vials_join_a_detector_set(monkeypatch, tmp_
     scene = render_scene(0)
     assert (labelled / "labels" / "train" / "ls000000000.txt").read_text() == \
         yolo_label_lines(scene.vials, 640, 480)
+    # "Varied" labels: the same scenes, other labels on them, the same boxes.
+    varied = tmp_path / names[3]
+    assert sorted(p.stem for p in (varied / "images" / "train").glob("*.png")) == [
+        "vm000000000", "vs000000000"]
+    assert (varied / "labels" / "train" / "vs000000000.txt").read_text() == \
+        yolo_label_lines(scene.vials, 640, 480)
+    assert not np.array_equal(cv2.imread(str(varied / "images" / "train" / "vs000000000.png")),
+                              cv2.imread(str(labelled / "images" / "train" / "ls000000000.png")))
 
 
 def test_printed_matter_is_a_pure_function_of_its_seed_and_shows_print():
@@ -899,6 +912,35 @@ def test_paper_labels_cover_the_glass_and_leave_the_rest_of_the_frame():
     assert np.array_equal(dark, add_paper_labels(scene.image, scene.vials, 1, 1.0, "unseen"))
     with pytest.raises(ValueError, match="style"):
         add_paper_labels(scene.image, scene.vials, 1, style="handwritten")
+
+
+def test_varied_labels_stay_on_the_glass_and_keep_the_unseen_style_out():
+    """"varied" training labels: inside each vial's box, on most vials across 40 draws, and
+    not the dark paper "unseen" keeps back for the test: far brighter on average."""
+    from mobile_chemist.vision.paper_labels import add_paper_labels, write_labelled_images
+    from mobile_chemist.vision.synthetic import render_scene
+
+    scene = render_scene(5)
+    inside = np.zeros(scene.image.shape[:2], bool)
+    for v in scene.vials:
+        x1, _, x2, _ = (int(round(c)) for c in v.box)
+        inside[int(v.glass_top):int(np.ceil(v.glass_bottom)) + 1, max(x1 - 1, 0):x2 + 1] = True
+    labelled = 0
+    for seed in range(40):
+        out = add_paper_labels(scene.image, scene.vials, seed, 1.0, "varied")
+        assert np.array_equal(out, add_paper_labels(scene.image, scene.vials, seed, 1.0,
+                                                    "varied"))
+        changed = np.any(out != scene.image, axis=2)
+        assert not (changed & ~inside).any()
+        labelled += sum(changed[int(v.glass_top):int(v.glass_bottom),
+                                int(v.box[0]):int(v.box[2])].mean() > 0.05 for v in scene.vials)
+    assert labelled > 0.8 * 40 * len(scene.vials)
+    unseen = add_paper_labels(scene.image, scene.vials, 0, 1.0, "unseen")
+    varied = add_paper_labels(scene.image, scene.vials, 0, 1.0, "varied")
+    dark, light = (np.any(x != scene.image, axis=2) for x in (unseen, varied))
+    assert varied[light].mean() > 1.5 * unseen[dark].mean()
+    with pytest.raises(ValueError, match="training labels"):
+        write_labelled_images(Path("/nonexistent"), [0], "2d", style="check")
 
 
 def test_rack_camera_views_are_random_racks_filling_the_frame():

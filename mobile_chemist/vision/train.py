@@ -96,22 +96,24 @@ class DetectorSet(NamedTuple):
     negatives: int = 0   # frames without vials (negatives.render_vial_free)
     printed: int = 0     # frames of print, coins and keys (negatives.render_printed_matter)
     labelled: int = 0    # training seeds of each renderer again, vials with paper labels
+    varied: int = 0      # the same again with labels of the wider "varied" style
 
 
 #: "+PARTn" of a detector data spec: the DetectorSet field it sets.
-_EXTRAS = {"neg": "negatives", "print": "printed", "label": "labelled"}
+_EXTRAS = {"neg": "negatives", "print": "printed", "label": "labelled", "varied": "varied"}
 
 
 def data_counts(plan: TrainPlan, data: str) -> DetectorSet:
     """A detector data spec: "2d" (no MuJoCo scenes), "mix" (the plan's
     det_mujoco_train_images), "mixN" (N MuJoCo scenes), then optionally, each once, "+negM"
-    (M frames without vials), "+printM" (M frames of printed matter) and "+labelN"
+    (M frames without vials), "+printM" (M frames of printed matter), "+labelN"
     (training scenes 0..N-1 of both renderers again with paper labels,
-    paper_labels.write_labelled_images) added to the training images. Anything else is a
-    ValueError."""
+    paper_labels.write_labelled_images) and "+variedN" (the same with "varied" labels)
+    added to the training images. Anything else is a ValueError."""
     base, *extras = data.split("+")
     bad = ValueError(f"detector data must be '2d', 'mix' or 'mixN' (N MuJoCo images), "
-                     f"optionally with '+negM', '+printM', '+labelN' (each once), not {data!r}")
+                     f"optionally with '+negM', '+printM', '+labelN', '+variedN' (each once), "
+                     f"not {data!r}")
     if base == "2d":
         n_mujoco = 0
     elif base == "mix":
@@ -175,15 +177,20 @@ def detector_data(plan: TrainPlan, data: str, work: Path = WORK, log=print) -> P
                                    negatives.write_printed_images(d, seeds[:counts.printed]),
                                    log))
         tag += f"_print{counts.printed}"
-    if counts.labelled:
-        def write_labelled(d):
-            for renderer in ("2d", "mujoco"):
-                paper_labels.write_labelled_images(d, seeds[:counts.labelled], renderer,
-                                                   workers=plan.workers)
+    for style, n, name in (("train", counts.labelled, "label"),
+                           ("varied", counts.varied, "varied")):
+        if not n:
+            continue
 
-        extra.append(_extra_frames(work, f"det_labelled_{counts.labelled}"
-                                   f"_v{GENERATOR_VERSION}", write_labelled, log))
-        tag += f"_label{counts.labelled}"
+        def write_labelled(d, style=style, n=n):
+            for renderer in ("2d", "mujoco"):
+                paper_labels.write_labelled_images(d, seeds[:n], renderer,
+                                                   workers=plan.workers, style=style)
+
+        directory = "det_labelled" if style == "train" else "det_varied_labels"
+        extra.append(_extra_frames(work, f"{directory}_{n}_v{GENERATOR_VERSION}",
+                                   write_labelled, log))
+        tag += f"_{name}{n}"
     both = root.with_name(root.name + tag)
     both.mkdir(parents=True, exist_ok=True)
     spec = json.loads((root / "data.yaml").read_text())
