@@ -35,8 +35,8 @@ def _count(text: str) -> int:
 def _stages(text: str) -> list:
     """'10:0.002:2d,10:0.001:mix,6:0.0005:mix1800' -> [[10, 0.002, '2d'], [10, 0.001, 'mix'],
     [6, 0.0005, 'mix1800']] ("mixN": the mixed set with N MuJoCo images; "+negM", "+printM",
-    "+labelN", "+variedN" add frames without vials, of printed matter, of labelled vials:
-    data_counts)."""
+    "+labelN" and "+variedN" add frames without vials, of printed matter, of vials with
+    labels of two styles: data_counts)."""
     from mobile_chemist.vision.train import TrainPlan, data_counts
 
     try:
