@@ -50,7 +50,6 @@ def add_paper_labels(image: np.ndarray, vials: Sequence[VialTruth], seed: int,
     train, unseen = style == "train", style == "unseen"
     rng = np.random.default_rng([_STREAM[style], int(seed)])
     img = image.copy()
-    h_img, w_img = img.shape[:2]
     for v in vials:
         if rng.random() >= fraction:
             continue
@@ -65,11 +64,10 @@ def add_paper_labels(image: np.ndarray, vials: Sequence[VialTruth], seed: int,
         top = v.glass_top + gh * (rng.uniform(0.05, 0.2) if unseen else rng.uniform(0.15, 0.45))
         bottom = min(top + gh * (rng.uniform(0.55, 0.8) if unseen else rng.uniform(0.25, 0.5)),
                      v.glass_bottom - 0.05 * gh)
-        a, b = int(round(cx - half * wrap)), int(round(cx + half * wrap))
-        t, u = int(round(top)), int(round(bottom))
-        a, b, t, u = max(a, 0), min(b, w_img), max(t, 0), min(u, h_img)
-        if b - a < 3 or u - t < 3:
+        rect = _label_rect(img, cx - half * wrap, cx + half * wrap, top, bottom)
+        if rect is None:
             continue
+        a, b, t, u = rect
         paper = np.array([rng.uniform(200, 255)] * 3) * (1 + rng.normal(0, 0.04, 3))
         if train and rng.random() < 0.4:   # yellowed or coloured paper
             paper = np.clip(paper * rng.uniform(0.6, 1.0, 3), 0, 255)
@@ -91,6 +89,15 @@ def add_paper_labels(image: np.ndarray, vials: Sequence[VialTruth], seed: int,
         _print_lines(patch, font, scale, ink, rng, y)
         img[t:u, a:b] = np.clip(_blur_and_noise(patch, rng), 0, 255).astype(np.uint8)
     return img
+
+
+def _label_rect(img: np.ndarray, left: float, right: float, top: float,
+                bottom: float) -> tuple[int, int, int, int] | None:
+    """A label's pixel columns a..b-1 and rows t..u-1 inside `img`, or None when under 3 px."""
+    h_img, w_img = img.shape[:2]
+    a, b = max(int(round(left)), 0), min(int(round(right)), w_img)
+    t, u = max(int(round(top)), 0), min(int(round(bottom)), h_img)
+    return None if b - a < 3 or u - t < 3 else (a, b, t, u)
 
 
 def _paper(paper: np.ndarray, a: int, b: int, rows: int, cx: float,
@@ -134,7 +141,6 @@ def _blur_and_noise(patch: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 def _draw_varied_label(img: np.ndarray, v: VialTruth, rng: np.random.Generator) -> None:
     """One "varied" label on vial `v` of `img`, in place; never outside the vial's box."""
-    h_img, w_img = img.shape[:2]
     x1, _, x2, _ = v.box
     gh = v.glass_bottom - v.glass_top
     cx, half = (x1 + x2) / 2, (x2 - x1) / 2
@@ -143,12 +149,10 @@ def _draw_varied_label(img: np.ndarray, v: VialTruth, rng: np.random.Generator) 
     height = rng.uniform(0.12, 0.5)
     top = v.glass_top + gh * rng.uniform(0.1, 0.95 - height)
     bottom = min(top + gh * height, v.glass_bottom - 0.05 * gh)
-    a = int(round(max(mid - half * wrap, x1)))
-    b = int(round(min(mid + half * wrap, x2)))
-    t, u = int(round(top)), int(round(bottom))
-    a, b, t, u = max(a, 0), min(b, w_img), max(t, 0), min(u, h_img)
-    if b - a < 3 or u - t < 3:
+    rect = _label_rect(img, max(mid - half * wrap, x1), min(mid + half * wrap, x2), top, bottom)
+    if rect is None:
         return
+    a, b, t, u = rect
     # Mid-tone to white, sometimes tinted; never the dark paper "unseen" keeps back.
     paper = np.full(3, rng.uniform(120, 255))
     if rng.random() < 0.5:
