@@ -2,7 +2,8 @@
 """Vials found with and without paper labels on them (paper_labels, "check" style).
 
     python bench/labelled_vials.py [DETECTOR ...] [--scenes 200] [--fraction 1.0]
-                                   [--style check|unseen] [--held-out] [--skip N]
+                                   [--style check|unseen] [--under-camera]
+                                   [--held-out] [--skip N]
                                    [--kind random|rack] [--config C] [--save PREFIX]
 
 Real vials often carry a printed label, and a detector taught that print is not a vial
@@ -16,8 +17,10 @@ training data include: this tells whether a detector learnt such labelled vials.
 (`+variedN` training labels are wider still, but never dark paper, light print or that font.)
 `--style unseen` draws dark labels with light print, taller than any training label, in a
 font no training label uses (the printed-matter frames do): whether that carries to labels
-it never saw. Neither tells how
-it fares on a real label.
+it never saw. Neither tells how it fares on a real label. `--under-camera` paints the
+labels before the camera effects (gain, colour cast, blur, noise, JPEG), as `+cameraN`
+training labels are, instead of onto the finished frame (other label draws: the seeds
+differ).
 """
 
 from __future__ import annotations
@@ -39,6 +42,8 @@ def main() -> int:
     p.add_argument("--fraction", type=float, default=1.0, help="share of vials labelled")
     p.add_argument("--style", choices=[s for s in STYLES if s not in TRAINING_STYLES],
                    default="check", help="label style (those of training data are left out)")
+    p.add_argument("--under-camera", action="store_true",
+                   help="paint the labels before the camera effects, not onto the frame")
     p.add_argument("--config", help="vision config (default config/vision.yaml)")
     p.add_argument("--save", help="write each generator's first scene, plain beside labelled, "
                                   "to PREFIX_2d.png and PREFIX_mujoco.png")
@@ -47,6 +52,9 @@ def main() -> int:
     if not 0.0 <= args.fraction <= 1.0:
         p.error(f"--fraction must lie in [0, 1], not {args.fraction}")
     sets = scene_sets(args)   # before torch loads
+    if args.under_camera:
+        labelled = {name: [sc.image for sc in scenes] for name, scenes in
+                    scene_sets(args, labels=(args.style, args.fraction)).items()}
     import cv2
     import numpy as np
 
@@ -55,8 +63,10 @@ def main() -> int:
     from mobile_chemist.vision.pipeline import SyntheticBackend, load_config
 
     cfg = load_config(args.config)["backends"]["synthetic"]
-    labelled = {name: [add_paper_labels(sc.image, sc.vials, sc.seed, args.fraction, args.style)
-                       for sc in scenes] for name, scenes in sets.items()}
+    if not args.under_camera:
+        labelled = {name: [add_paper_labels(sc.image, sc.vials, sc.seed, args.fraction,
+                                            args.style) for sc in scenes]
+                    for name, scenes in sets.items()}
     if args.save:
         for name, scenes in sets.items():
             cv2.imwrite(f"{args.save}_{name}.png", np.hstack([scenes[0].image,

@@ -103,6 +103,21 @@ def test_box_holds_exactly_the_pixels_the_vial_changes(scene3):
         assert ys.min() <= y1 + 1.5 and ys.max() + 1 >= y2 - 1.5
 
 
+def test_camera_labels_change_only_the_vials(scene3):
+    """Paper labels painted before the camera effects: the same world, truths and camera
+    draws; only the vials (and the blur and JPEG blocks around them) change."""
+    plain = scene3[0]
+    under, raw = _render(3, labels=("camera", 1.0))
+    assert under.vials == plain.vials and np.array_equal(raw, scene3[1])
+    near = np.zeros(plain.image.shape[:2], bool)
+    for v in plain.vials:
+        x1, y1, x2, y2 = (int(round(c)) for c in v.box)
+        near[max(y1 - 24, 0):y2 + 24, max(x1 - 24, 0):x2 + 24] = True
+    diff = np.abs(under.image.astype(int) - plain.image.astype(int)).sum(-1)
+    assert np.array_equal(diff[~near], np.zeros_like(diff[~near]))
+    assert (diff[near] > 30).mean() > 0.05
+
+
 def test_nothing_hides_a_labelled_vial(scene3):  # scene3: skips where no GL context exists
     """Leaving any labelled vial out of the world changes at least half of its box: no
     clutter stands between the camera and the rack. Validation scene 89 under generator v5

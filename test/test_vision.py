@@ -544,16 +544,16 @@ def test_the_diagnostics_scene_choice_can_skip_the_seeds_choices_were_made_on(mo
     from mobile_chemist.vision.synthetic import EVAL_SEED_BASE, VAL_SEED_BASE
 
     calls = []
-    monkeypatch.setattr(scenes, "iter_scenes", lambda seeds, renderer, workers, kind:
-                        calls.append((renderer, list(seeds))) or [])
+    monkeypatch.setattr(scenes, "iter_scenes", lambda seeds, renderer, workers, kind, labels:
+                        calls.append((renderer, list(seeds), labels)) or [])
     p = argparse.ArgumentParser()
     scenes.add_scene_arguments(p, scenes=2)
     scenes.scene_sets(p.parse_args(["--skip", "5"]))
-    assert calls == [("2d", [VAL_SEED_BASE + 5, VAL_SEED_BASE + 6]),
-                     ("mujoco", [VAL_SEED_BASE + 5, VAL_SEED_BASE + 6])]
+    assert calls == [("2d", [VAL_SEED_BASE + 5, VAL_SEED_BASE + 6], None),
+                     ("mujoco", [VAL_SEED_BASE + 5, VAL_SEED_BASE + 6], None)]
     calls.clear()
-    scenes.scene_sets(p.parse_args(["--held-out"]))
-    assert calls[0] == ("2d", [EVAL_SEED_BASE, EVAL_SEED_BASE + 1])
+    scenes.scene_sets(p.parse_args(["--held-out"]), labels=("unseen", 1.0))
+    assert calls[0] == ("2d", [EVAL_SEED_BASE, EVAL_SEED_BASE + 1], ("unseen", 1.0))
     with pytest.raises(SystemExit):
         p.parse_args(["--skip", "-1"])
 
@@ -781,14 +781,16 @@ def test_a_detector_stage_can_name_the_size_of_its_mixed_set(monkeypatch, tmp_pa
     plan = train.TrainPlan(det_train_images=2, det_val_images=1, det_mujoco_train_images=1,
                            det_mujoco_val_images=1)
     assert [train.data_counts(plan, d) for d in ("2d", "mix", "mix3", "mix3+neg5")] == [
-        (0, 0, 0, 0, 0), (1, 0, 0, 0, 0), (3, 0, 0, 0, 0), (3, 5, 0, 0, 0)]
+        (0, 0, 0, 0, 0, 0), (1, 0, 0, 0, 0, 0), (3, 0, 0, 0, 0, 0), (3, 5, 0, 0, 0, 0)]
     assert train.data_counts(plan, "2d+label2+neg5+print7") == train.DetectorSet(
         mujoco=0, negatives=5, printed=7, labelled=2)
     assert train.data_counts(plan, "mix3+varied4+label2") == train.DetectorSet(
         mujoco=3, labelled=2, varied=4)
+    assert train.data_counts(plan, "mix3+camera5+varied4") == train.DetectorSet(
+        mujoco=3, varied=4, camera=5)
     for bad in ("mix0", "mixx", "mix-2", "3d", "", "mix3+neg0", "mix3+neg", "+neg2",
                 "mix3+neg2+neg2", "mix3+print", "mix3+labels2", "mix3+neg2+", "2d+neg-1",
-                "mix3+varied", "mix3+varied1+varied1"):
+                "mix3+varied", "mix3+varied1+varied1", "mix3+camera0", "mix3+cameras2"):
         with pytest.raises(ValueError, match="mixN"):
             train.data_counts(plan, bad)
     written = _record_dataset_writes(monkeypatch, train)
@@ -941,6 +943,50 @@ def test_varied_labels_stay_on_the_glass_and_keep_the_unseen_style_out():
     assert varied[light].mean() > 1.5 * unseen[dark].mean()
     with pytest.raises(ValueError, match="training labels"):
         write_labelled_images(Path("/nonexistent"), [0], "2d", style="check")
+
+
+def _far_from_vials(scene, margin: int) -> np.ndarray:
+    """Pixels more than `margin` px outside every vial box of `scene`."""
+    near = np.zeros(scene.image.shape[:2], bool)
+    for v in scene.vials:
+        x1, y1, x2, y2 = (int(round(c)) for c in v.box)
+        near[max(y1 - margin, 0):y2 + margin, max(x1 - margin, 0):x2 + margin] = True
+    return ~near
+
+
+def test_camera_labels_are_painted_before_the_camera_effects(tmp_path):
+    """"camera" labels go onto the frame before gain, blur, noise and JPEG: the same scene
+    and truths, every other draw unchanged (far from the vials, where neither blur nor a
+    JPEG block reaches, not a pixel differs), the labels darkened and softened with the
+    rest of a dark, blurred frame (seed 4), and the training frames write_labelled_images
+    makes are these renders."""
+    import cv2
+
+    from mobile_chemist.vision.paper_labels import add_paper_labels, write_labelled_images
+    from mobile_chemist.vision.scenes import iter_scenes
+    from mobile_chemist.vision.synthetic import render_scene
+
+    plain = render_scene(4)
+    under = render_scene(4, labels=("camera", 1.0))
+    assert under.vials == plain.vials
+    assert np.array_equal(under.image, render_scene(4, labels=("camera", 1.0)).image)
+    far = _far_from_vials(plain, 24)
+    assert far.any() and np.array_equal(under.image[far], plain.image[far])
+    # The same labels painted onto the finished frame, as the other styles are.
+    after = add_paper_labels(plain.image, plain.vials, 8, 1.0, "camera")
+    label = np.any(after != plain.image, axis=2)
+    assert label.mean() > 0.01
+    assert under.image[label].mean() < 0.8 * after[label].mean()
+
+    def sharpness(im):
+        return np.abs(cv2.Laplacian(cv2.cvtColor(im, cv2.COLOR_BGR2GRAY), cv2.CV_32F))[label].mean()
+
+    assert sharpness(under.image) < 0.5 * sharpness(after)
+    write_labelled_images(tmp_path, [4], "2d", fraction=1.0, style="camera")
+    written = cv2.imread(str(tmp_path / "images" / "train" / "cs000000004.png"))
+    assert np.array_equal(written, under.image)
+    with pytest.raises(ValueError, match="random scenes only"):
+        list(iter_scenes([4], "2d", kind="rack", labels=("camera", 1.0)))
 
 
 def test_rack_camera_views_are_random_racks_filling_the_frame():

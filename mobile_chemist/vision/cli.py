@@ -35,8 +35,8 @@ def _count(text: str) -> int:
 def _stages(text: str) -> list:
     """'10:0.002:2d,10:0.001:mix,6:0.0005:mix1800' -> [[10, 0.002, '2d'], [10, 0.001, 'mix'],
     [6, 0.0005, 'mix1800']] ("mixN": the mixed set with N MuJoCo images; "+negM", "+printM",
-    "+labelN" and "+variedN" add frames without vials, of printed matter, of vials with
-    labels of two styles: data_counts)."""
+    "+labelN", "+variedN" and "+cameraN" add frames without vials, of printed matter, of
+    vials with labels of three styles: data_counts)."""
     from mobile_chemist.vision.train import TrainPlan, data_counts
 
     try:
@@ -47,7 +47,7 @@ def _stages(text: str) -> list:
     except ValueError:
         raise argparse.ArgumentTypeError(
             f"expected EPOCHS:LR:DATA[,...] with DATA 2d, mix or mixN (and +negM, +printM, "
-            f"+labelN, +variedN), got "
+            f"+labelN, +variedN, +cameraN), got "
             f"{text!r}") from None
     return stages
 

@@ -48,6 +48,7 @@ from mobile_chemist.vision.synthetic import (
     VialTruth,
     _colour,
     _contents,
+    _paint_labels,
     camera_effects,
     label_rows,
     liquid_colour,
@@ -581,14 +582,17 @@ def _place_camera(cam: dict, width: int, height: int) -> tuple[_Camera, np.ndarr
 
 def render_mujoco_scene(seed: int, width: int = 640, height: int = 480,
                         max_vials: int = 16, n_vials: int | None = None,
-                        variants: bool = True) -> Scene:
+                        variants: bool = True,
+                        labels: tuple[str, float] | None = None) -> Scene:
     """One random scene rendered with MuJoCo, a pure function of its arguments.
 
     Same contract as `synthetic.render_scene`: `n_vials` forces one rack with exactly that
     many vials (all of which fit in the image); otherwise one or two racks hold up to
-    `max_vials`, about 10 % of the slots empty. `variants=False` leaves out the v4 variants.
+    `max_vials`, about 10 % of the slots empty. `variants=False` leaves out the v4 variants;
+    `labels` (style, fraction) paints paper labels before the camera effects.
     """
-    return _render(seed, width, height, max_vials, n_vials, variants=variants)[0]
+    return _render(seed, width, height, max_vials, n_vials, variants=variants,
+                   labels=labels)[0]
 
 
 def render_mujoco_rack(view: RackView, seed: int, width: int = 640, height: int = 480) -> Scene:
@@ -604,7 +608,8 @@ def render_mujoco_rack(view: RackView, seed: int, width: int = 640, height: int 
 def _render(seed: int, width: int = 640, height: int = 480, max_vials: int = 16,
             n_vials: int | None = None, omit: int | None = None,
             plain: bool = False, view: RackView | None = None,
-            variants: bool = True) -> tuple[Scene, np.ndarray]:
+            variants: bool = True,
+            labels: tuple[str, float] | None = None) -> tuple[Scene, np.ndarray]:
     """The scene and MuJoCo's raw RGB render (before the camera effects).
 
     For tests: `omit` leaves the vial with that index in the scene's (sorted) vial list out
@@ -770,11 +775,13 @@ def _render(seed: int, width: int = 640, height: int = 480, max_vials: int = 16,
     camera = _Camera(data.cam_xpos[cam_id], data.cam_xmat[cam_id], float(model.cam_fovy[cam_id]),
                      width, height)
     img = rgb[..., ::-1].astype(np.float32)
-    out = camera_effects(img, rng)
+    slots = []
     if view is not None:  # in slot order, with the slots
         shown = sorted((v for i, (v, _, _) in enumerate(kept) if i != omitted), key=lambda v: v.slot)
-        return Scene(image=out, vials=[v.labels(camera) for v in shown], seed=seed,
-                     slots=[v.slot for v in shown]), rgb
-    truths = [v.labels(camera) for i, (v, _, _) in enumerate(kept) if i != omitted]
-    truths.sort(key=lambda t: (round(t.box[3] / 40), t.box[0]))
-    return Scene(image=out, vials=truths, seed=seed), rgb
+        truths, slots = [v.labels(camera) for v in shown], [v.slot for v in shown]
+    else:
+        truths = [v.labels(camera) for i, (v, _, _) in enumerate(kept) if i != omitted]
+        truths.sort(key=lambda t: (round(t.box[3] / 40), t.box[0]))
+    if labels:
+        img = _paint_labels(img, truths, seed, "mujoco", labels)
+    return Scene(image=camera_effects(img, rng), vials=truths, seed=seed, slots=slots), rgb

@@ -13,7 +13,11 @@ coloured paper, several fonts, coloured bands, barcodes) and "varied" (wider ran
 that a detector learns "a label on a vial" rather than the labels it was shown: mid-tone
 to white and tinted papers, translucent film, labels off-centre and anywhere from the
 shoulder to the foot, printed or handwritten text, barcodes, square codes, frames; the
-print is always darker than the paper). For bench/labelled_vials.py: "check" (white paper,
+print is always darker than the paper). "camera" draws "varied" labels on a stream of its own
+and is painted before the camera effects (the renderers' `labels` argument), so that its
+labels take the frame's gain, colour cast, vignetting, blur, noise and JPEG as the glass
+does; the others are painted onto the finished frame, crisper and, in a dark frame, brighter
+than a camera would show them. For bench/labelled_vials.py: "check" (white paper,
 one font) and "unseen" (dark paper with light print in a font no other label style uses,
 though printed-matter frames do, taller and higher on the glass than any training label).
 "check" is inside what training drew, so it tells whether the detector learnt labelled
@@ -32,10 +36,10 @@ import numpy as np
 
 from mobile_chemist.vision.synthetic import VialTruth, write_yolo_frame
 
-STYLES = ("train", "varied", "check", "unseen")
+STYLES = ("train", "varied", "camera", "check", "unseen")
 #: The styles training data draws; the others are tests (bench/labelled_vials.py).
-TRAINING_STYLES = ("train", "varied")
-_STREAM = {"train": 10, "check": 9, "unseen": 11, "varied": 12}
+TRAINING_STYLES = ("train", "varied", "camera")
+_STREAM = {"train": 10, "check": 9, "unseen": 11, "varied": 12, "camera": 13}
 _FONTS = [cv2.FONT_HERSHEY_PLAIN, cv2.FONT_HERSHEY_DUPLEX, cv2.FONT_HERSHEY_COMPLEX,
           cv2.FONT_HERSHEY_SCRIPT_SIMPLEX, cv2.FONT_HERSHEY_COMPLEX_SMALL]
 _CHARS = list(string.ascii_letters + string.digits + "  .-/")
@@ -44,7 +48,8 @@ _CHARS = list(string.ascii_letters + string.digits + "  .-/")
 def add_paper_labels(image: np.ndarray, vials: Sequence[VialTruth], seed: int,
                      fraction: float = 1.0, style: str = "check") -> np.ndarray:
     """A copy of `image` (BGR uint8) with a label on each of `vials` with probability
-    `fraction`; a pure function of its arguments."""
+    `fraction`; a pure function of its arguments. `image` may also be the float32 frame a
+    renderer passes before its camera effects (the result keeps its dtype)."""
     if style not in STYLES:
         raise ValueError(f"label style must be one of {STYLES}, not {style!r}")
     train, unseen = style == "train", style == "unseen"
@@ -53,7 +58,7 @@ def add_paper_labels(image: np.ndarray, vials: Sequence[VialTruth], seed: int,
     for v in vials:
         if rng.random() >= fraction:
             continue
-        if style == "varied":
+        if style in ("varied", "camera"):
             _draw_varied_label(img, v, rng)
             continue
         x1, _, x2, _ = v.box
@@ -193,18 +198,27 @@ def _draw_varied_label(img: np.ndarray, v: VialTruth, rng: np.random.Generator) 
     img[t:u, a:b] = np.clip(patch, 0, 255).astype(np.uint8)
 
 
+def label_seed(scene_seed: int, renderer: str) -> int:
+    """The labels' seed for a scene: the renderers share scene seeds, their labels do not."""
+    return scene_seed * 2 + (renderer == "mujoco")
+
+
 def write_labelled_images(root: Path, seeds: Iterable[int], renderer: str, workers: int = 1,
                           fraction: float = 0.7, style: str = "train") -> None:
     """The scenes of `seeds` with labels of a training `style` on `fraction` of their
-    vials, as YOLO training images under `root` ("l" for "train", "v" for "varied", then
-    the data set prefix of the renderer's scenes)."""
+    vials, as YOLO training images under `root` ("l" for "train", "v" for "varied", "c" for
+    "camera", then the data set prefix of the renderer's scenes)."""
     from mobile_chemist.vision.scenes import iter_scenes
 
     if style not in TRAINING_STYLES:
         raise ValueError(f"training labels must be one of {TRAINING_STYLES}, not {style!r}")
-    prefix = {"train": "l", "varied": "v"}[style] + {"2d": "s", "mujoco": "m"}[renderer]
+    prefix = ({"train": "l", "varied": "v", "camera": "c"}[style]
+              + {"2d": "s", "mujoco": "m"}[renderer])
+    if style == "camera":   # painted by the renderer, before its camera effects
+        for scene in iter_scenes(seeds, renderer, workers=workers, labels=(style, fraction)):
+            write_yolo_frame(root, "train", f"{prefix}{scene.seed:09d}", scene.image, scene.vials)
+        return
     for scene in iter_scenes(seeds, renderer, workers=workers):
-        # The renderers share seeds: their labels take different streams.
-        image = add_paper_labels(scene.image, scene.vials,
-                                 scene.seed * 2 + (renderer == "mujoco"), fraction, style)
+        image = add_paper_labels(scene.image, scene.vials, label_seed(scene.seed, renderer),
+                                 fraction, style)
         write_yolo_frame(root, "train", f"{prefix}{scene.seed:09d}", image, scene.vials)

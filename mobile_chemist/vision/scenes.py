@@ -26,10 +26,11 @@ RENDERERS = ("2d", "mujoco")
 SCENE_KINDS = ("random", "rack")
 
 
-def _mujoco_scene(seed: int, n_vials: int | None, variants: bool) -> Scene:
+def _mujoco_scene(seed: int, n_vials: int | None, variants: bool,
+                  labels: tuple[str, float] | None = None) -> Scene:
     from mobile_chemist.vision.mujoco_scene import render_mujoco_scene
 
-    return render_mujoco_scene(seed, n_vials=n_vials, variants=variants)
+    return render_mujoco_scene(seed, n_vials=n_vials, variants=variants, labels=labels)
 
 
 def _rack_scene(seed: int, n_vials: int | None, variants: bool) -> Scene:
@@ -47,26 +48,32 @@ _RENDER = {("2d", "random"): render_scene, ("mujoco", "random"): _mujoco_scene,
 
 
 def iter_scenes(seeds: Iterable[int], renderer: str = "2d", n_vials: int | None = None,
-                workers: int = 1, kind: str = "random", variants: bool = True) -> Iterator[Scene]:
-    """The scenes of `seeds`, in order (a pure function of seed, renderer, kind and variants).
+                workers: int = 1, kind: str = "random", variants: bool = True,
+                labels: tuple[str, float] | None = None) -> Iterator[Scene]:
+    """The scenes of `seeds`, in order (a pure function of seed, renderer, kind, variants
+    and labels).
 
     MuJoCo scenes always come from `workers` spawned processes, 2-D scenes only when
     `workers` > 1. `n_vials` applies to random scenes only; `variants=False` leaves out
-    generator v4's variants (synthetic.VARIANTS).
+    generator v4's variants (synthetic.VARIANTS); `labels` (paper label style, fraction of
+    vials) paints labels before the camera effects, random scenes only.
     """
     if renderer not in RENDERERS:
         raise ValueError(f"renderer must be one of {RENDERERS}, not {renderer!r}")
     if kind not in SCENE_KINDS:
         raise ValueError(f"scene kind must be one of {SCENE_KINDS}, not {kind!r}")
-    render = _RENDER[renderer, kind]
+    if labels and kind != "random":
+        raise ValueError(f"labels under the camera are painted on random scenes only, not {kind!r}")
+    render = partial(_RENDER[renderer, kind], n_vials=n_vials, variants=variants,
+                     **({"labels": labels} if labels else {}))
     seeds = [int(s) for s in seeds]
     if renderer == "2d" and workers <= 1:
         for s in seeds:
-            yield render(s, n_vials=n_vials, variants=variants)
+            yield render(s)
         return
     ctx = multiprocessing.get_context("spawn")
     with ctx.Pool(max(1, workers)) as pool:
-        yield from pool.imap(partial(render, n_vials=n_vials, variants=variants), seeds, chunksize=4)
+        yield from pool.imap(render, seeds, chunksize=4)
 
 
 def add_scene_arguments(parser, scenes: int = 100) -> None:
@@ -82,10 +89,12 @@ def add_scene_arguments(parser, scenes: int = 100) -> None:
     add_skip_argument(parser)
 
 
-def scene_sets(args, workers: int = 2) -> dict[str, list[Scene]]:
+def scene_sets(args, workers: int = 2,
+               labels: tuple[str, float] | None = None) -> dict[str, list[Scene]]:
     """Both generators' scenes as `add_scene_arguments` chose them, rendered up front (MuJoCo's
-    workers must finish before torch loads: EGL and torch crash in one process)."""
+    workers must finish before torch loads: EGL and torch crash in one process); `labels`
+    as `iter_scenes` takes them."""
     base = scoring_seed_base(validation=not args.held_out) + args.skip
     seeds = range(base, base + args.scenes)
-    return {r: list(iter_scenes(seeds, r, workers=workers, kind=args.kind))
+    return {r: list(iter_scenes(seeds, r, workers=workers, kind=args.kind, labels=labels))
             for r in ("2d", "mujoco")}

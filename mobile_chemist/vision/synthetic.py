@@ -434,12 +434,14 @@ def label_rows(glass_top: float, glass_bottom: float,
 
 def render_scene(seed: int, width: int = 640, height: int = 480,
                  max_vials: int = 16, n_vials: int | None = None,
-                 variants: bool = True) -> Scene:
+                 variants: bool = True, labels: tuple[str, float] | None = None) -> Scene:
     """One random scene, a pure function of its arguments.
 
     `n_vials` forces one rack with exactly that many vials (the latency benchmark's
     16-vial rack); otherwise one or two racks of random size hold up to `max_vials`.
     `variants=False` leaves out the v4 variants (VARIANTS); every other draw is the same.
+    `labels` (style, fraction) paints paper labels before the camera effects
+    (paper_labels.add_paper_labels); every other draw is the same.
     """
     rng = np.random.default_rng(seed)
     variants = variant_rng(seed, variants)
@@ -477,9 +479,19 @@ def render_scene(seed: int, width: int = 640, height: int = 480,
             content = CONTENT_CLASSES[rng.integers(0, len(CONTENT_CLASSES))]
             cap = bool(rng.random() < 0.6)
             vials.append(_draw_vial(img, rng, vtype, cx, yb, s, cap, content, variants=variants))
-    out = camera_effects(img, rng)
     vials.sort(key=lambda v: (round(v.box[3] / 40), v.box[0]))
-    return Scene(image=out, vials=vials, seed=seed)
+    if labels:
+        img = _paint_labels(img, vials, seed, "2d", labels)
+    return Scene(image=camera_effects(img, rng), vials=vials, seed=seed)
+
+
+def _paint_labels(img: np.ndarray, vials: list[VialTruth], seed: int, renderer: str,
+                  labels: tuple[str, float]) -> np.ndarray:
+    """`img` (float32, before the camera effects) with paper labels of (style, fraction)."""
+    from mobile_chemist.vision.paper_labels import add_paper_labels, label_seed
+
+    style, fraction = labels
+    return add_paper_labels(img, vials, label_seed(seed, renderer), fraction, style)
 
 
 def render_rack(view: RackView, seed: int, width: int = 640, height: int = 480) -> Scene:

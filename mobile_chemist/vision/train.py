@@ -101,10 +101,12 @@ class DetectorSet(NamedTuple):
     printed: int = 0     # frames of print, coins and keys (negatives.render_printed_matter)
     labelled: int = 0    # training seeds of each renderer again, vials with paper labels
     varied: int = 0      # the same again with labels of the wider "varied" style
+    camera: int = 0      # the same again with "varied" labels painted under the camera effects
 
 
 #: "+PARTn" of a detector data spec: the DetectorSet field it sets.
-_EXTRAS = {"neg": "negatives", "print": "printed", "label": "labelled", "varied": "varied"}
+_EXTRAS = {"neg": "negatives", "print": "printed", "label": "labelled", "varied": "varied",
+           "camera": "camera"}
 
 
 def data_counts(plan: TrainPlan, data: str) -> DetectorSet:
@@ -112,12 +114,13 @@ def data_counts(plan: TrainPlan, data: str) -> DetectorSet:
     det_mujoco_train_images), "mixN" (N MuJoCo scenes), then optionally, each once, "+negM"
     (M frames without vials), "+printM" (M frames of printed matter), "+labelN"
     (training scenes 0..N-1 of both renderers again with paper labels,
-    paper_labels.write_labelled_images) and "+variedN" (the same with "varied" labels)
-    added to the training images. Anything else is a ValueError."""
+    paper_labels.write_labelled_images), "+variedN" (the same with "varied" labels) and
+    "+cameraN" (the same with "camera" labels: "varied" ones painted before the camera
+    effects) added to the training images. Anything else is a ValueError."""
     base, *extras = data.split("+")
     bad = ValueError(f"detector data must be '2d', 'mix' or 'mixN' (N MuJoCo images), "
-                     f"optionally with '+negM', '+printM', '+labelN', '+variedN' (each once), "
-                     f"not {data!r}")
+                     f"optionally with '+negM', '+printM', '+labelN', '+variedN', '+cameraN' (each "
+                     f"once), not {data!r}")
     if base == "2d":
         n_mujoco = 0
     elif base == "mix":
@@ -182,7 +185,8 @@ def detector_data(plan: TrainPlan, data: str, work: Path = WORK, log=print) -> P
                                    log))
         tag += f"_print{counts.printed}"
     for style, n, name in (("train", counts.labelled, "label"),
-                           ("varied", counts.varied, "varied")):
+                           ("varied", counts.varied, "varied"),
+                           ("camera", counts.camera, "camera")):
         if not n:
             continue
 
@@ -191,7 +195,8 @@ def detector_data(plan: TrainPlan, data: str, work: Path = WORK, log=print) -> P
                 paper_labels.write_labelled_images(d, seeds[:n], renderer,
                                                    workers=plan.workers, style=style)
 
-        directory = "det_labelled" if style == "train" else "det_varied_labels"
+        directory = {"train": "det_labelled", "varied": "det_varied_labels",
+                     "camera": "det_camera_labels"}[style]
         extra.append(_extra_frames(work, f"{directory}_{n}_v{GENERATOR_VERSION}",
                                    write_labelled, log))
         tag += f"_{name}{n}"
