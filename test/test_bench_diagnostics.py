@@ -63,8 +63,8 @@ def test_the_diagnostics_read_validation_seeds_unless_told_held_out(monkeypatch)
     from mobile_chemist.vision.synthetic import EVAL_SEED_BASE, VAL_SEED_BASE
 
     asked = []
-    monkeypatch.setattr(scenes, "iter_scenes", lambda seeds, renderer, workers, kind: asked.append(
-        (list(seeds), renderer, kind)) or [])
+    monkeypatch.setattr(scenes, "iter_scenes", lambda seeds, renderer, workers, kind, labels:
+                        asked.append((list(seeds), renderer, kind)) or [])
     parser = argparse.ArgumentParser()
     scenes.add_scene_arguments(parser, scenes=60)
     assert parser.parse_args([]).scenes == 60
