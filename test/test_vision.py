@@ -962,7 +962,8 @@ def test_camera_labels_are_painted_before_the_camera_effects(tmp_path):
     makes are these renders."""
     import cv2
 
-    from mobile_chemist.vision.paper_labels import add_paper_labels, write_labelled_images
+    from mobile_chemist.vision.paper_labels import (add_paper_labels, label_seed,
+                                                    write_labelled_images)
     from mobile_chemist.vision.scenes import iter_scenes
     from mobile_chemist.vision.synthetic import render_scene
 
@@ -973,7 +974,7 @@ def test_camera_labels_are_painted_before_the_camera_effects(tmp_path):
     far = _far_from_vials(plain, 24)
     assert far.any() and np.array_equal(under.image[far], plain.image[far])
     # The same labels painted onto the finished frame, as the other styles are.
-    after = add_paper_labels(plain.image, plain.vials, 8, 1.0, "camera")
+    after = add_paper_labels(plain.image, plain.vials, label_seed(4, "2d"), 1.0, "camera")
     label = np.any(after != plain.image, axis=2)
     assert label.mean() > 0.01
     assert under.image[label].mean() < 0.8 * after[label].mean()

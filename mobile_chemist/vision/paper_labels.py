@@ -214,11 +214,9 @@ def write_labelled_images(root: Path, seeds: Iterable[int], renderer: str, worke
         raise ValueError(f"training labels must be one of {TRAINING_STYLES}, not {style!r}")
     prefix = ({"train": "l", "varied": "v", "camera": "c"}[style]
               + {"2d": "s", "mujoco": "m"}[renderer])
-    if style == "camera":   # painted by the renderer, before its camera effects
-        for scene in iter_scenes(seeds, renderer, workers=workers, labels=(style, fraction)):
-            write_yolo_frame(root, "train", f"{prefix}{scene.seed:09d}", scene.image, scene.vials)
-        return
-    for scene in iter_scenes(seeds, renderer, workers=workers):
-        image = add_paper_labels(scene.image, scene.vials, label_seed(scene.seed, renderer),
-                                 fraction, style)
+    under_camera = style == "camera"   # painted by the renderer, before its camera effects
+    for scene in iter_scenes(seeds, renderer, workers=workers,
+                             labels=(style, fraction) if under_camera else None):
+        image = scene.image if under_camera else add_paper_labels(
+            scene.image, scene.vials, label_seed(scene.seed, renderer), fraction, style)
         write_yolo_frame(root, "train", f"{prefix}{scene.seed:09d}", image, scene.vials)
