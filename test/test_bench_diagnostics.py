@@ -102,3 +102,19 @@ def test_a_threshold_trades_missed_vials_for_false_boxes():
     assert counts_at_threshold([dets], [truth], 0.5) == (1, 0, 1)
     assert counts_at_threshold([dets, []], [truth, truth[:1]], 0.25) == (2, 0, 1)
     assert f1(2, 1, 0) == pytest.approx(0.8) and f1(2, 0, 0) == 1.0 and f1(0, 0, 0) == 0.0
+
+
+def test_misses_split_by_the_height_of_the_vials_box():
+    """`missed_by_height`: the matching of counts_at_threshold, each vial counted in the band
+    of its box height (a box exactly at an edge goes to the band above)."""
+    from mobile_chemist.vision.metrics import missed_by_height
+    from mobile_chemist.vision.pipeline import Detection
+
+    truth = [SimpleNamespace(box=(0, 0, 10, 30), vial_type=0),     # 30 px: under 40
+             SimpleNamespace(box=(20, 0, 30, 40), vial_type=0),    # 40 px: 40-60
+             SimpleNamespace(box=(40, 0, 50, 80), vial_type=0)]    # 80 px: 60 and taller
+    dets = [Detection(box=(20, 0, 30, 40), confidence=0.9),
+            Detection(box=(40, 0, 50, 80), confidence=0.1)]        # under the threshold
+    assert missed_by_height([dets], [truth], 0.5) == [(1, 1), (0, 1), (1, 1)]
+    assert missed_by_height([dets], [truth], 0.05) == [(1, 1), (0, 1), (0, 1)]
+    assert missed_by_height([dets, []], [truth, truth[:1]], 0.05, edges=(35,)) == [(2, 2), (0, 2)]

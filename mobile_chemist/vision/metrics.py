@@ -53,6 +53,20 @@ def counts_at_threshold(dets: Sequence[Sequence[Detection]], truths: Sequence[Se
     return matched, false, missed
 
 
+def missed_by_height(dets: Sequence[Sequence[Detection]], truths: Sequence[Sequence[VialTruth]],
+                     conf: float, edges: Sequence[float] = (40, 60)) -> list[tuple[int, int]]:
+    """(missed, vials) in each band of box height that `edges` (px) bound, lowest first,
+    with `counts_at_threshold`'s matching: where the misses lie."""
+    missed, total = [0] * (len(edges) + 1), [0] * (len(edges) + 1)
+    for d, t in zip(dets, truths):
+        found = {j for _, j in match([x for x in d if x.confidence >= conf], t)}
+        for j, v in enumerate(t):
+            band = int(np.searchsorted(edges, v.box[3] - v.box[1], side="right"))
+            total[band] += 1
+            missed[band] += j not in found
+    return list(zip(missed, total))
+
+
 def f1(matched: int, false: int, missed: int) -> float:
     """F1 of vial finding from the counts `counts_at_threshold` gives (0 when all are 0)."""
     return 2 * matched / max(2 * matched + false + missed, 1)
