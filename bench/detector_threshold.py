@@ -1,13 +1,16 @@
 """What a vial detector's confidence threshold trades: F1, vials missed and false boxes.
 
     python bench/detector_threshold.py [DETECTOR ...] [--thresholds 0.15 0.2 0.25 0.3]
-                                       [--scenes 200] [--held-out] [--skip N] [--kind random|rack]
+                                       [--scenes 200] [--held-out] [--skip N]
+                                       [--kind random|rack|edge] [--vials N]
                                        [--config config/vision.yaml]
 
 For each detector's weights (default: the one the config names), with the config's input
 size and detection settings, on validation scenes of both generators (the scene choice the other diagnostics
 share, `scenes.add_scene_arguments`; held-out only to diagnose, never to choose): a vial is found when a box at or above the threshold matches it at IoU >= 0.5,
-whatever its type (`metrics.counts_at_threshold`). The figures behind `conf` in the config.
+whatever its type (`metrics.counts_at_threshold`); with the frames in which every vial is
+found (`--vials 16`: the latency benchmark's frames at validation seeds). The figures behind
+`conf` in the config.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ def main() -> int:
     add_scene_arguments(p, scenes=200)
     args = p.parse_args()
     sets = scene_sets(args)   # before torch loads
-    from mobile_chemist.vision.metrics import counts_at_threshold, f1
+    from mobile_chemist.vision.metrics import counts_at_threshold, f1, frames_complete
     from mobile_chemist.vision.pipeline import SyntheticBackend, load_config
 
     cfg = load_config(args.config)["backends"]["synthetic"]
@@ -45,7 +48,8 @@ def main() -> int:
             print(f"  {name}: {len(scenes)} scenes, {n} vials")
             for c in sorted(args.thresholds):
                 m, fp, fn = counts_at_threshold(dets, truths, c)
-                print(f"    conf {c:.2f}: F1 {f1(m, fp, fn):.3f}, missed {fn}, false {fp}")
+                print(f"    conf {c:.2f}: F1 {f1(m, fp, fn):.3f}, missed {fn}, false {fp}, "
+                      f"every vial found in {frames_complete(dets, truths, c)} of {len(scenes)}")
     return 0
 
 

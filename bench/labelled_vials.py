@@ -15,9 +15,9 @@ config's), with the config's input size and threshold, the vials found (a box at
 The labels are drawn, not rendered, by default in a style the "train" labels of `+labelN`
 training data include: this tells whether a detector learnt such labelled vials.
 (`+variedN` training labels are wider still, but never dark paper, light print or that font.)
-`--style unseen` draws dark labels with light print, taller than any training label, in a
-font no training label uses (the printed-matter frames do): whether that carries to labels
-it never saw. Neither tells how it fares on a real label. `--under-camera` paints the
+`--style unseen` draws dark labels with light print, taller than any training label but
+`+tallN`'s, in a font no training label uses (the printed-matter frames do): whether that
+carries to labels it never saw. Neither tells how it fares on a real label. `--under-camera` paints the
 labels before the camera effects (gain, colour cast, blur, noise, JPEG), as `+cameraN`
 training labels are, instead of onto the finished frame (other label draws: the seeds
 differ). `--by-height` also splits the labelled vials missed by the height of their box

@@ -63,16 +63,20 @@ def test_the_diagnostics_read_validation_seeds_unless_told_held_out(monkeypatch)
     from mobile_chemist.vision.synthetic import EVAL_SEED_BASE, VAL_SEED_BASE
 
     asked = []
-    monkeypatch.setattr(scenes, "iter_scenes", lambda seeds, renderer, workers, kind, labels:
-                        asked.append((list(seeds), renderer, kind)) or [])
+    monkeypatch.setattr(scenes, "iter_scenes",
+                        lambda seeds, renderer, workers, kind, labels, n_vials:
+                        asked.append((list(seeds), renderer, kind, n_vials)) or [])
     parser = argparse.ArgumentParser()
     scenes.add_scene_arguments(parser, scenes=60)
     assert parser.parse_args([]).scenes == 60
     scenes.scene_sets(parser.parse_args(["--scenes", "2"]))
     scenes.scene_sets(parser.parse_args(["--scenes", "1", "--held-out", "--kind", "rack"]))
-    assert asked == [([VAL_SEED_BASE, VAL_SEED_BASE + 1], "2d", "random"),
-                     ([VAL_SEED_BASE, VAL_SEED_BASE + 1], "mujoco", "random"),
-                     ([EVAL_SEED_BASE], "2d", "rack"), ([EVAL_SEED_BASE], "mujoco", "rack")]
+    # Edge rows: the 2-D generator only draws them.
+    scenes.scene_sets(parser.parse_args(["--scenes", "1", "--kind", "edge", "--vials", "16"]))
+    assert asked == [([VAL_SEED_BASE, VAL_SEED_BASE + 1], "2d", "random", None),
+                     ([VAL_SEED_BASE, VAL_SEED_BASE + 1], "mujoco", "random", None),
+                     ([EVAL_SEED_BASE], "2d", "rack", None), ([EVAL_SEED_BASE], "mujoco", "rack", None),
+                     ([VAL_SEED_BASE], "2d", "edge", 16)]
 
 
 def test_two_configs_racks_fill_tails_are_compared_on_the_same_vials():
@@ -118,3 +122,17 @@ def test_misses_split_by_the_height_of_the_vials_box():
     assert missed_by_height([dets], [truth], 0.5) == [(1, 1), (0, 1), (1, 1)]
     assert missed_by_height([dets], [truth], 0.05) == [(1, 1), (0, 1), (0, 1)]
     assert missed_by_height([dets, []], [truth, truth[:1]], 0.05, edges=(35,)) == [(2, 2), (0, 2)]
+
+
+def test_a_frame_is_complete_when_every_vial_in_it_is_found():
+    """`frames_complete`: frames whose every vial a box at the threshold matches."""
+    from mobile_chemist.vision.metrics import frames_complete
+    from mobile_chemist.vision.pipeline import Detection
+
+    truth = [SimpleNamespace(box=(0, 0, 10, 30), vial_type=0),
+             SimpleNamespace(box=(20, 0, 30, 40), vial_type=0)]
+    both = [Detection(box=(0, 0, 10, 30), confidence=0.9),
+            Detection(box=(20, 0, 30, 40), confidence=0.2)]
+    one = both[:1] + [Detection(box=(60, 0, 70, 40), confidence=0.9)]   # a false box instead
+    assert frames_complete([both, one, []], [truth, truth, []], 0.1) == 2   # no vials: complete
+    assert frames_complete([both, one], [truth, truth], 0.5) == 0

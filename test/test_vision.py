@@ -544,7 +544,8 @@ def test_the_diagnostics_scene_choice_can_skip_the_seeds_choices_were_made_on(mo
     from mobile_chemist.vision.synthetic import EVAL_SEED_BASE, VAL_SEED_BASE
 
     calls = []
-    monkeypatch.setattr(scenes, "iter_scenes", lambda seeds, renderer, workers, kind, labels:
+    monkeypatch.setattr(scenes, "iter_scenes",
+                        lambda seeds, renderer, workers, kind, labels, n_vials:
                         calls.append((renderer, list(seeds), labels)) or [])
     p = argparse.ArgumentParser()
     scenes.add_scene_arguments(p, scenes=2)
@@ -781,16 +782,19 @@ def test_a_detector_stage_can_name_the_size_of_its_mixed_set(monkeypatch, tmp_pa
     plan = train.TrainPlan(det_train_images=2, det_val_images=1, det_mujoco_train_images=1,
                            det_mujoco_val_images=1)
     assert [train.data_counts(plan, d) for d in ("2d", "mix", "mix3", "mix3+neg5")] == [
-        (0, 0, 0, 0, 0, 0), (1, 0, 0, 0, 0, 0), (3, 0, 0, 0, 0, 0), (3, 5, 0, 0, 0, 0)]
+        train.DetectorSet(0), train.DetectorSet(1), train.DetectorSet(3),
+        train.DetectorSet(3, negatives=5)]
     assert train.data_counts(plan, "2d+label2+neg5+print7") == train.DetectorSet(
         mujoco=0, negatives=5, printed=7, labelled=2)
     assert train.data_counts(plan, "mix3+varied4+label2") == train.DetectorSet(
         mujoco=3, labelled=2, varied=4)
     assert train.data_counts(plan, "mix3+camera5+varied4") == train.DetectorSet(
         mujoco=3, varied=4, camera=5)
+    assert train.data_counts(plan, "mix3+tall6") == train.DetectorSet(mujoco=3, tall=6)
     for bad in ("mix0", "mixx", "mix-2", "3d", "", "mix3+neg0", "mix3+neg", "+neg2",
                 "mix3+neg2+neg2", "mix3+print", "mix3+labels2", "mix3+neg2+", "2d+neg-1",
-                "mix3+varied", "mix3+varied1+varied1", "mix3+camera0", "mix3+cameras2"):
+                "mix3+varied", "mix3+varied1+varied1", "mix3+camera0", "mix3+cameras2",
+                "mix3+tall", "mix3+tall1+tall2"):
         with pytest.raises(ValueError, match="mixN"):
             train.data_counts(plan, bad)
     written = _record_dataset_writes(monkeypatch, train)
@@ -990,6 +994,38 @@ def test_camera_labels_are_painted_before_the_camera_effects(tmp_path):
         list(iter_scenes([4], "2d", kind="rack", labels=("camera", 1.0)))
 
 
+def test_tall_labels_cover_most_of_the_glass_under_the_camera(tmp_path):
+    """"tall": "camera" labels 40-85 % of the glass high (the "camera" ones 12-50 %), painted
+    by the renderer before its camera effects; write_labelled_images writes those renders."""
+    import cv2
+
+    from mobile_chemist.vision.paper_labels import add_paper_labels, write_labelled_images
+    from mobile_chemist.vision.synthetic import render_scene
+
+    def label_heights(scene, style):
+        # Painted onto the finished frame to see each label's rows; the glass's share of them.
+        after = add_paper_labels(scene.image, scene.vials, 5, 1.0, style)
+        changed = np.any(after != scene.image, axis=2)
+        out = []
+        for v in scene.vials:
+            x1, y1, x2, y2 = (int(round(c)) for c in v.box)
+            rows = np.flatnonzero(changed[y1:y2, x1:x2].any(axis=1))
+            if len(rows):
+                out.append((rows[-1] - rows[0] + 1) / (v.glass_bottom - v.glass_top))
+        return np.array(out)
+
+    scenes = [render_scene(s) for s in range(6)]
+    tall = np.concatenate([label_heights(sc, "tall") for sc in scenes])
+    camera = np.concatenate([label_heights(sc, "camera") for sc in scenes])
+    assert len(tall) > 20 and tall.min() > 0.35 and np.median(tall) > 0.55
+    assert camera.max() < 0.55 and np.median(camera) < 0.4
+    under = render_scene(2, labels=("tall", 0.7))
+    assert under.vials == scenes[2].vials and not np.array_equal(under.image, scenes[2].image)
+    write_labelled_images(tmp_path, [2], "2d", style="tall")
+    written = cv2.imread(str(tmp_path / "images" / "train" / "ts000000002.png"))
+    assert np.array_equal(written, under.image)
+
+
 def test_rack_camera_views_are_random_racks_filling_the_frame():
     """`random_rack_view`: the station-camera framing for training, a function of its seed."""
     from mobile_chemist.vision.scenes import iter_scenes
@@ -1009,6 +1045,32 @@ def test_rack_camera_views_are_random_racks_filling_the_frame():
         assert boxes[:, 2].max() - boxes[:, 0].min() > 0.5 * scene.image.shape[1]
     with pytest.raises(ValueError, match="scene kind"):
         next(iter_scenes([0], "2d", kind="shelf"))
+
+
+def test_edge_rows_move_each_rack_to_an_edge_of_the_frame():
+    """`render_scene(edge_rows=True)` (scene kind "edge"): each row moved sideways so that
+    its end slot stands 3-11 px from the left or right edge, the vials whole."""
+    from mobile_chemist.vision.scenes import iter_scenes
+
+    seeds = range(30)
+    plain = list(iter_scenes(seeds, "2d"))
+    edge = list(iter_scenes(seeds, "2d", kind="edge"))
+    sides, at_edge = set(), 0
+    for e in edge:
+        w = e.image.shape[1]
+        assert all(0 < v.box[0] and v.box[2] < w for v in e.vials)
+        # 3-11 px, and the slot's jitter (3 % of the pitch) on top.
+        left = any(v.box[0] < 16 for v in e.vials)
+        right = any(v.box[2] > w - 16 for v in e.vials)
+        sides |= {name for name, there in (("left", left), ("right", right)) if there}
+        at_edge += left or right
+    assert sides == {"left", "right"} and at_edge >= 24   # an empty end slot: 1 in 10
+    near = sum(any(v.box[0] < 16 or v.box[2] > 624 for v in s.vials) for s in plain)
+    assert near < 0.5 * at_edge   # the plain scenes put a vial there far less often
+    again = next(iter_scenes([7], "2d", kind="edge"))
+    assert np.array_equal(again.image, edge[7].image) and again.vials == edge[7].vials
+    with pytest.raises(ValueError, match="no 'edge' scenes"):
+        next(iter_scenes([0], "mujoco", kind="edge"))
 
 
 def test_the_plan_can_add_rack_camera_views_to_both_training_sets(monkeypatch, tmp_path):

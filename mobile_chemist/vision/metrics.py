@@ -53,6 +53,14 @@ def counts_at_threshold(dets: Sequence[Sequence[Detection]], truths: Sequence[Se
     return matched, false, missed
 
 
+def frames_complete(dets: Sequence[Sequence[Detection]], truths: Sequence[Sequence[VialTruth]],
+                    conf: float) -> int:
+    """Frames in which every vial is found at `conf` (`counts_at_threshold`'s matching): the
+    "all vials found" half of the latency target, on 16-vial frames."""
+    return sum(len(match([x for x in d if x.confidence >= conf], t)) == len(t)
+               for d, t in zip(dets, truths))
+
+
 def missed_by_height(dets: Sequence[Sequence[Detection]], truths: Sequence[Sequence[VialTruth]],
                      conf: float, edges: Sequence[float] = (40, 60)) -> list[tuple[int, int]]:
     """(missed, vials) in each band of box height that `edges` (px) bound, lowest first,

@@ -17,11 +17,14 @@ print is always darker than the paper). "camera" draws "varied" labels on a stre
 and is painted before the camera effects (the renderers' `labels` argument), so that its
 labels take the frame's gain, colour cast, vignetting, blur, noise and JPEG as the glass
 does; the others are painted onto the finished frame, crisper and, in a dark frame, brighter
-than a camera would show them. For bench/labelled_vials.py: "check" (white paper,
+than a camera would show them. "tall" is "camera" with labels 40-85 % of the glass high
+instead of 12-50 % (a 2 mL vial's writing patch covers most of its body), on a stream of its
+own. For bench/labelled_vials.py: "check" (white paper,
 one font) and "unseen" (dark paper with light print in a font no other label style uses,
-though printed-matter frames do, taller and higher on the glass than any training label).
-"check" is inside what training drew, so it tells whether the detector learnt labelled
-vials of this kind; "unseen" whether that carries to labels it never saw. Neither tells
+though printed-matter frames do, taller and higher on the glass than any training label
+but "tall"). "check" is inside what training drew, so it tells whether the detector learnt
+labelled vials of this kind; "unseen" whether that carries to labels it never saw (to a
+detector trained on "tall" labels, a dark paper and a font it never saw; their height not). Neither tells
 whether it would find a real label.
 """
 
@@ -36,10 +39,14 @@ import numpy as np
 
 from mobile_chemist.vision.synthetic import VialTruth, write_yolo_frame
 
-STYLES = ("train", "varied", "camera", "check", "unseen")
+STYLES = ("train", "varied", "camera", "tall", "check", "unseen")
 #: The styles training data draws; the others are tests (bench/labelled_vials.py).
-TRAINING_STYLES = ("train", "varied", "camera")
-_STREAM = {"train": 10, "check": 9, "unseen": 11, "varied": 12, "camera": 13}
+TRAINING_STYLES = ("train", "varied", "camera", "tall")
+#: The training styles the renderers paint before their camera effects.
+UNDER_CAMERA = ("camera", "tall")
+_STREAM = {"train": 10, "check": 9, "unseen": 11, "varied": 12, "camera": 13, "tall": 14}
+#: A "varied" label's height, as a fraction of the glass: (lowest, highest) by style.
+_VARIED_HEIGHTS = {"varied": (0.12, 0.5), "camera": (0.12, 0.5), "tall": (0.4, 0.85)}
 _FONTS = [cv2.FONT_HERSHEY_PLAIN, cv2.FONT_HERSHEY_DUPLEX, cv2.FONT_HERSHEY_COMPLEX,
           cv2.FONT_HERSHEY_SCRIPT_SIMPLEX, cv2.FONT_HERSHEY_COMPLEX_SMALL]
 _CHARS = list(string.ascii_letters + string.digits + "  .-/")
@@ -58,8 +65,8 @@ def add_paper_labels(image: np.ndarray, vials: Sequence[VialTruth], seed: int,
     for v in vials:
         if rng.random() >= fraction:
             continue
-        if style in ("varied", "camera"):
-            _draw_varied_label(img, v, rng)
+        if style in _VARIED_HEIGHTS:
+            _draw_varied_label(img, v, rng, _VARIED_HEIGHTS[style])
             continue
         x1, _, x2, _ = v.box
         gh = v.glass_bottom - v.glass_top
@@ -144,14 +151,16 @@ def _blur_and_noise(patch: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return out
 
 
-def _draw_varied_label(img: np.ndarray, v: VialTruth, rng: np.random.Generator) -> None:
-    """One "varied" label on vial `v` of `img`, in place; never outside the vial's box."""
+def _draw_varied_label(img: np.ndarray, v: VialTruth, rng: np.random.Generator,
+                       heights: tuple[float, float]) -> None:
+    """One "varied" label on vial `v` of `img`, in place, `heights` (fractions of the glass)
+    high; never outside the vial's box."""
     x1, _, x2, _ = v.box
     gh = v.glass_bottom - v.glass_top
     cx, half = (x1 + x2) / 2, (x2 - x1) / 2
     mid = cx + half * rng.uniform(-0.25, 0.25)   # a turned vial shows its label off centre
     wrap = rng.uniform(0.4, 1.0)
-    height = rng.uniform(0.12, 0.5)
+    height = rng.uniform(*heights)
     top = v.glass_top + gh * rng.uniform(0.1, 0.95 - height)
     bottom = min(top + gh * height, v.glass_bottom - 0.05 * gh)
     rect = _label_rect(img, max(mid - half * wrap, x1), min(mid + half * wrap, x2), top, bottom)
@@ -207,14 +216,14 @@ def write_labelled_images(root: Path, seeds: Iterable[int], renderer: str, worke
                           fraction: float = 0.7, style: str = "train") -> None:
     """The scenes of `seeds` with labels of a training `style` on `fraction` of their
     vials, as YOLO training images under `root` ("l" for "train", "v" for "varied", "c" for
-    "camera", then the data set prefix of the renderer's scenes)."""
+    "camera", "t" for "tall", then the data set prefix of the renderer's scenes)."""
     from mobile_chemist.vision.scenes import iter_scenes
 
     if style not in TRAINING_STYLES:
         raise ValueError(f"training labels must be one of {TRAINING_STYLES}, not {style!r}")
-    prefix = ({"train": "l", "varied": "v", "camera": "c"}[style]
+    prefix = ({"train": "l", "varied": "v", "camera": "c", "tall": "t"}[style]
               + {"2d": "s", "mujoco": "m"}[renderer])
-    under_camera = style == "camera"   # painted by the renderer, before its camera effects
+    under_camera = style in UNDER_CAMERA   # painted by the renderer, before its camera effects
     for scene in iter_scenes(seeds, renderer, workers=workers,
                              labels=(style, fraction) if under_camera else None):
         image = scene.image if under_camera else add_paper_labels(

@@ -22,8 +22,13 @@ RENDERERS = ("2d", "mujoco")
 
 
 #: "random": racks anywhere in a cluttered frame; "rack": one rack filling the frame, as a
-#: station's camera shows it (`synthetic.random_rack_view`).
-SCENE_KINDS = ("random", "rack")
+#: station's camera shows it (`synthetic.random_rack_view`); "edge": the random scenes with
+#: each row moved to the frame's left or right edge (`render_scene`'s edge_rows), 2-D only.
+SCENE_KINDS = ("random", "rack", "edge")
+
+
+def _edge_scene(seed: int, n_vials: int | None, variants: bool) -> Scene:
+    return render_scene(seed, n_vials=n_vials, variants=variants, edge_rows=True)
 
 
 def _mujoco_scene(seed: int, n_vials: int | None, variants: bool,
@@ -44,7 +49,8 @@ def _mujoco_rack_scene(seed: int, n_vials: int | None, variants: bool) -> Scene:
 
 
 _RENDER = {("2d", "random"): render_scene, ("mujoco", "random"): _mujoco_scene,
-           ("2d", "rack"): _rack_scene, ("mujoco", "rack"): _mujoco_rack_scene}
+           ("2d", "rack"): _rack_scene, ("mujoco", "rack"): _mujoco_rack_scene,
+           ("2d", "edge"): _edge_scene}
 
 
 def iter_scenes(seeds: Iterable[int], renderer: str = "2d", n_vials: int | None = None,
@@ -54,7 +60,7 @@ def iter_scenes(seeds: Iterable[int], renderer: str = "2d", n_vials: int | None 
     and labels).
 
     MuJoCo scenes always come from `workers` spawned processes, 2-D scenes only when
-    `workers` > 1. `n_vials` applies to random scenes only; `variants=False` leaves out
+    `workers` > 1. `n_vials` applies to random and edge scenes only; `variants=False` leaves out
     generator v4's variants (synthetic.VARIANTS); `labels` (paper label style, fraction of
     vials) paints labels before the camera effects, random scenes only.
     """
@@ -62,6 +68,8 @@ def iter_scenes(seeds: Iterable[int], renderer: str = "2d", n_vials: int | None 
         raise ValueError(f"renderer must be one of {RENDERERS}, not {renderer!r}")
     if kind not in SCENE_KINDS:
         raise ValueError(f"scene kind must be one of {SCENE_KINDS}, not {kind!r}")
+    if (renderer, kind) not in _RENDER:
+        raise ValueError(f"the {renderer} renderer draws no {kind!r} scenes")
     if labels and kind != "random":
         raise ValueError(f"labels under the camera are painted on random scenes only, not {kind!r}")
     render = partial(_RENDER[renderer, kind], n_vials=n_vials, variants=variants,
@@ -83,7 +91,11 @@ def add_scene_arguments(parser, scenes: int = 100) -> None:
                         help="bench/vision.py's held-out scenes (10 000 000 up) instead of "
                              "validation (a diagnosis, never a model choice)")
     parser.add_argument("--kind", choices=SCENE_KINDS, default="random",
-                        help="random scenes, or rack-camera views of one rack")
+                        help="random scenes, rack-camera views of one rack, or random "
+                             "scenes with their rows at the frame's edge (2-D only)")
+    parser.add_argument("--vials", type=int, metavar="N",
+                        help="random and edge scenes hold one rack of exactly N vials "
+                             "(16: the latency benchmark's frames)")
     from mobile_chemist.vision.cli import add_skip_argument
 
     add_skip_argument(parser)
@@ -93,8 +105,9 @@ def scene_sets(args, workers: int = 2,
                labels: tuple[str, float] | None = None) -> dict[str, list[Scene]]:
     """Both generators' scenes as `add_scene_arguments` chose them, rendered up front (MuJoCo's
     workers must finish before torch loads: EGL and torch crash in one process); `labels`
-    as `iter_scenes` takes them."""
+    as `iter_scenes` takes them. Only the generators that draw `args.kind`."""
     base = scoring_seed_base(validation=not args.held_out) + args.skip
     seeds = range(base, base + args.scenes)
-    return {r: list(iter_scenes(seeds, r, workers=workers, kind=args.kind, labels=labels))
-            for r in ("2d", "mujoco")}
+    return {r: list(iter_scenes(seeds, r, workers=workers, kind=args.kind, labels=labels,
+                                n_vials=getattr(args, "vials", None)))
+            for r in RENDERERS if (r, args.kind) in _RENDER}

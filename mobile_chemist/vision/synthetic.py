@@ -30,6 +30,8 @@ TRAIN_SEED_BASE = 0
 VAL_SEED_BASE = 5_000_000
 EVAL_SEED_BASE = 10_000_000
 SEG_SEED_BASE = 20_000_000
+#: The stream (with the scene's seed) of `render_scene`'s edge_rows: which edge, how close.
+EDGE_STREAM = 17
 
 
 def scoring_seed_base(validation: bool) -> int:
@@ -434,7 +436,8 @@ def label_rows(glass_top: float, glass_bottom: float,
 
 def render_scene(seed: int, width: int = 640, height: int = 480,
                  max_vials: int = 16, n_vials: int | None = None,
-                 variants: bool = True, labels: tuple[str, float] | None = None) -> Scene:
+                 variants: bool = True, labels: tuple[str, float] | None = None,
+                 edge_rows: bool = False) -> Scene:
     """One random scene, a pure function of its arguments.
 
     `n_vials` forces one rack with exactly that many vials (the latency benchmark's
@@ -442,9 +445,15 @@ def render_scene(seed: int, width: int = 640, height: int = 480,
     `variants=False` leaves out the v4 variants (VARIANTS); every other draw is the same.
     `labels` (style, fraction) paints paper labels before the camera effects
     (paper_labels.add_paper_labels); every other draw is the same.
+    `edge_rows` moves each rack sideways until its first vial stands 3-11 px (beyond its
+    slot's jitter: the vial stays whole) from the frame's left edge or its last from the
+    right edge, side and gap from a stream of their own; 1 end slot in 10 is empty, as any.
+    A moved vial covers other pixels, which changes the draws after it: such a scene is one
+    of its own, not the plain scene moved.
     """
     rng = np.random.default_rng(seed)
     variants = variant_rng(seed, variants)
+    edge = np.random.default_rng([seed, EDGE_STREAM]) if edge_rows else None
     img = _background(rng, width, height)
     n_racks = 1 if rng.random() < 0.6 or n_vials else 2
     vials: list[VialTruth] = []
@@ -462,6 +471,9 @@ def render_scene(seed: int, width: int = 640, height: int = 480,
         pitch = g["d"] * s * pitch_f
         row_w = n * pitch
         x_start = rng.uniform(0, max(width - row_w, 0)) + pitch / 2
+        if edge is not None:
+            gap, r = 3 + 0.03 * pitch + edge.uniform(0, 8), g["d"] * s / 2
+            x_start = gap + r if edge.random() < 0.5 else width - gap - r - (n - 1) * pitch
         tall = (g["h"] + g["cap_h"]) * s
         yb = k * band + rng.uniform(tall + 4, band - 4) if band - 4 > tall + 4 else (k + 1) * band - 4
         # Rack: a back panel behind the lower part of the vials and a shelf under them.
@@ -569,7 +581,7 @@ def write_yolo_dataset(root: Path, train_seeds: Iterable[int], val_seeds: Iterab
 
     root = Path(root)
     prefix = {("2d", "random"): "s", ("mujoco", "random"): "m",
-              ("2d", "rack"): "r", ("mujoco", "rack"): "k"}[renderer, kind]
+              ("2d", "rack"): "r", ("mujoco", "rack"): "k", ("2d", "edge"): "e"}[renderer, kind]
     for split, seeds in (("train", train_seeds), ("val", val_seeds)):
         # Both splits exist even without seeds: data.yaml names them.
         for part in ("images", "labels"):

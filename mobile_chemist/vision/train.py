@@ -106,11 +106,12 @@ class DetectorSet(NamedTuple):
     labelled: int = 0    # training seeds of each renderer again, vials with paper labels
     varied: int = 0      # the same again with labels of the wider "varied" style
     camera: int = 0      # the same again with "varied" labels painted under the camera effects
+    tall: int = 0        # the same again with "tall" labels (most of the glass) under the camera
 
 
 #: "+PARTn" of a detector data spec: the DetectorSet field it sets.
 _EXTRAS = {"neg": "negatives", "print": "printed", "label": "labelled", "varied": "varied",
-           "camera": "camera"}
+           "camera": "camera", "tall": "tall"}
 
 
 def data_counts(plan: TrainPlan, data: str) -> DetectorSet:
@@ -120,11 +121,12 @@ def data_counts(plan: TrainPlan, data: str) -> DetectorSet:
     (training scenes 0..N-1 of both renderers again with paper labels,
     paper_labels.write_labelled_images), "+variedN" (the same with "varied" labels) and
     "+cameraN" (the same with "camera" labels: "varied" ones painted before the camera
-    effects) added to the training images. Anything else is a ValueError."""
+    effects) and "+tallN" (the same with "tall" labels: "camera" ones covering most of the
+    glass) added to the training images. Anything else is a ValueError."""
     base, *extras = data.split("+")
     bad = ValueError(f"detector data must be '2d', 'mix' or 'mixN' (N MuJoCo images), "
-                     f"optionally with '+negM', '+printM', '+labelN', '+variedN', '+cameraN' (each "
-                     f"once), not {data!r}")
+                     f"optionally with '+negM', '+printM', '+labelN', '+variedN', '+cameraN', "
+                     f"'+tallN' (each once), not {data!r}")
     if base == "2d":
         n_mujoco = 0
     elif base == "mix":
@@ -190,7 +192,7 @@ def detector_data(plan: TrainPlan, data: str, work: Path = WORK, log=print) -> P
         tag += f"_print{counts.printed}"
     for style, n, name in (("train", counts.labelled, "label"),
                            ("varied", counts.varied, "varied"),
-                           ("camera", counts.camera, "camera")):
+                           ("camera", counts.camera, "camera"), ("tall", counts.tall, "tall")):
         if not n:
             continue
 
@@ -200,7 +202,7 @@ def detector_data(plan: TrainPlan, data: str, work: Path = WORK, log=print) -> P
                                                    workers=plan.workers, style=style)
 
         directory = {"train": "det_labelled", "varied": "det_varied_labels",
-                     "camera": "det_camera_labels"}[style]
+                     "camera": "det_camera_labels", "tall": "det_tall_labels"}[style]
         extra.append(_extra_frames(work, f"{directory}_{n}_v{GENERATOR_VERSION}",
                                    write_labelled, log))
         tag += f"_{name}{n}"
