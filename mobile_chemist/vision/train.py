@@ -54,7 +54,8 @@ class TrainPlan:
     # vials to a set's training images (`data_counts`; stage 8's labelled vials because real
     # vials carry printed labels, and without them labelled vials were missed far more often;
     # stage 9's "+variedN", wider labels, so that labels of kinds it never saw hide fewer;
-    # stage 10's "+cameraN", such labels under the camera effects, as a camera shows them).
+    # stage 10's "+cameraN", such labels under the camera effects, as a camera shows them;
+    # stage 11's "+tallN", such labels covering most of the glass, as on a 2 mL vial).
     det_finetune: list = field(default_factory=lambda: [[10, 0.002, "2d"], [10, 0.001, "2d"],
                                                         [10, 0.001, "mix"], [8, 0.0005, "mix"],
                                                         [6, 0.0005, "mix1800"],
@@ -67,7 +68,11 @@ class TrainPlan:
                                                          "+label500+varied500"],
                                                         [4, 0.0005,
                                                          "mix1800+neg1000+print1000"
-                                                         "+label500+varied500+camera500"]])
+                                                         "+label500+varied500+camera500"],
+                                                        [4, 0.0005,
+                                                         "mix1800+neg1000+print1000"
+                                                         "+label500+varied500+camera500"
+                                                         "+tall500"]])
     seg_scenes: int = 2500           # 2-D scenes for segmenter crops
     # MuJoCo scenes for crops (9000, then 12000 x 24 epochs before: models/HISTORY.md; 15000 x
     # 20 epochs takes the same training time on a 2-core CPU).
