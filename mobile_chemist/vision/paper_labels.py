@@ -23,9 +23,9 @@ own. For bench/labelled_vials.py: "check" (white paper,
 one font) and "unseen" (dark paper with light print in a font no other label style uses,
 though printed-matter frames do, taller and higher on the glass than any training label
 but "tall"). "check" is inside what training drew, so it tells whether the detector learnt
-labelled vials of this kind; "unseen" whether that carries to labels it never saw (to a
-detector trained on "tall" labels, a dark paper and a font it never saw; their height not). Neither tells
-whether it would find a real label.
+labelled vials of this kind; "unseen" whether that carries to labels it never saw (for a
+detector trained on "tall" labels only its dark paper, light print and font are new, not its
+height). Neither tells whether it would find a real label.
 """
 
 from __future__ import annotations
