@@ -41,15 +41,23 @@ def match(dets: Sequence[Detection], truths: Sequence[VialTruth], thr: float = 0
     return pairs
 
 
+def _matches_at(dets: Sequence[Detection], truths: Sequence[VialTruth],
+                conf: float) -> tuple[list[tuple[int, int]], int]:
+    """One frame's (detection, truth) pairs once detections under `conf` are dropped (any
+    type, IoU >= 0.5), and how many detections were kept."""
+    kept = [x for x in dets if x.confidence >= conf]
+    return match(kept, truths), len(kept)
+
+
 def counts_at_threshold(dets: Sequence[Sequence[Detection]], truths: Sequence[Sequence[VialTruth]],
                         conf: float) -> tuple[int, int, int]:
     """(matched, false, missed) vials over scenes when detections under `conf` are dropped
     (any type, IoU >= 0.5): what a detector threshold trades."""
     matched = false = missed = 0
     for d, t in zip(dets, truths):
-        kept = [x for x in d if x.confidence >= conf]
-        m = len(match(kept, t))
-        matched, false, missed = matched + m, false + len(kept) - m, missed + len(t) - m
+        pairs, kept = _matches_at(d, t, conf)
+        m = len(pairs)
+        matched, false, missed = matched + m, false + kept - m, missed + len(t) - m
     return matched, false, missed
 
 
@@ -57,8 +65,7 @@ def frames_complete(dets: Sequence[Sequence[Detection]], truths: Sequence[Sequen
                     conf: float) -> int:
     """Frames in which every vial is found at `conf` (`counts_at_threshold`'s matching): the
     "all vials found" half of the latency target, on 16-vial frames."""
-    return sum(len(match([x for x in d if x.confidence >= conf], t)) == len(t)
-               for d, t in zip(dets, truths))
+    return sum(len(_matches_at(d, t, conf)[0]) == len(t) for d, t in zip(dets, truths))
 
 
 def missed_by_height(dets: Sequence[Sequence[Detection]], truths: Sequence[Sequence[VialTruth]],
@@ -67,7 +74,7 @@ def missed_by_height(dets: Sequence[Sequence[Detection]], truths: Sequence[Seque
     with `counts_at_threshold`'s matching: where the misses lie."""
     missed, total = [0] * (len(edges) + 1), [0] * (len(edges) + 1)
     for d, t in zip(dets, truths):
-        found = {j for _, j in match([x for x in d if x.confidence >= conf], t)}
+        found = {j for _, j in _matches_at(d, t, conf)[0]}
         for j, v in enumerate(t):
             band = int(np.searchsorted(edges, v.box[3] - v.box[1], side="right"))
             total[band] += 1

@@ -581,7 +581,7 @@ def write_yolo_dataset(root: Path, train_seeds: Iterable[int], val_seeds: Iterab
 
     root = Path(root)
     prefix = {("2d", "random"): "s", ("mujoco", "random"): "m",
-              ("2d", "rack"): "r", ("mujoco", "rack"): "k", ("2d", "edge"): "e"}[renderer, kind]
+              ("2d", "rack"): "r", ("mujoco", "rack"): "k"}[renderer, kind]
     for split, seeds in (("train", train_seeds), ("val", val_seeds)):
         # Both splits exist even without seeds: data.yaml names them.
         for part in ("images", "labels"):

@@ -195,9 +195,10 @@ def detector_data(plan: TrainPlan, data: str, work: Path = WORK, log=print) -> P
                                    negatives.write_printed_images(d, seeds[:counts.printed]),
                                    log))
         tag += f"_print{counts.printed}"
-    for style, n, name in (("train", counts.labelled, "label"),
-                           ("varied", counts.varied, "varied"),
-                           ("camera", counts.camera, "camera"), ("tall", counts.tall, "tall")):
+    for style, n, name, directory in (("train", counts.labelled, "label", "det_labelled"),
+                                      ("varied", counts.varied, "varied", "det_varied_labels"),
+                                      ("camera", counts.camera, "camera", "det_camera_labels"),
+                                      ("tall", counts.tall, "tall", "det_tall_labels")):
         if not n:
             continue
 
@@ -206,8 +207,6 @@ def detector_data(plan: TrainPlan, data: str, work: Path = WORK, log=print) -> P
                 paper_labels.write_labelled_images(d, seeds[:n], renderer,
                                                    workers=plan.workers, style=style)
 
-        directory = {"train": "det_labelled", "varied": "det_varied_labels",
-                     "camera": "det_camera_labels", "tall": "det_tall_labels"}[style]
         extra.append(_extra_frames(work, f"{directory}_{n}_v{GENERATOR_VERSION}",
                                    write_labelled, log))
         tag += f"_{name}{n}"
