@@ -136,3 +136,68 @@ def test_a_frame_is_complete_when_every_vial_in_it_is_found():
     one = both[:1] + [Detection(box=(60, 0, 70, 40), confidence=0.9)]   # a false box instead
     assert frames_complete([both, one, []], [truth, truth, []], 0.1) == 2   # no vials: complete
     assert frames_complete([both, one], [truth, truth], 0.5) == 0
+
+
+def _textured(h=60, w=80):
+    import numpy as np
+
+    yy, xx = np.mgrid[0:h, 0:w]
+    grey = 60 + 120 * (((yy // 6) + (xx // 6)) % 2) + xx // 2
+    return np.stack([grey, grey * 0.8, grey * 0.6], axis=-1).astype(np.uint8)
+
+
+def test_each_camera_change_is_seeded_and_stronger_at_its_second_severity():
+    import numpy as np
+
+    from mobile_chemist.vision.corruptions import CORRUPTIONS, corrupt
+
+    img = _textured()
+    for name, (mild, strong) in CORRUPTIONS.items():
+        a, b = corrupt(img, name, mild, seed=3), corrupt(img, name, mild, seed=3)
+        assert a.shape == img.shape and a.dtype == np.uint8, name
+        assert np.array_equal(a, b), name
+        far = [np.abs(corrupt(img, name, s, seed=3).astype(float) - img).mean()
+               for s in (mild, strong)]
+        assert 0 < far[0] < far[1], (name, far)
+    # A warm cast raises red and lowers blue; low gain darkens.
+    warm = corrupt(img, "cast", 0.3).astype(float)
+    assert warm[..., 2].mean() > img[..., 2].mean() and warm[..., 0].mean() < img[..., 0].mean()
+    assert corrupt(img, "dark", 0.5).mean() == pytest.approx(img.mean() * 0.5, abs=0.5)
+
+
+def test_a_smear_spreads_a_point_along_a_line_of_its_length():
+    import numpy as np
+
+    from mobile_chemist.vision.corruptions import _smear_kernel
+
+    k = _smear_kernel(9, 0.0)
+    assert k.sum() == pytest.approx(1.0)
+    assert np.count_nonzero(k.sum(axis=1)) == 1          # one row: horizontal
+    assert np.count_nonzero(k.sum(axis=0)) == 9          # across the whole length
+    kv = _smear_kernel(9, np.pi / 2)
+    assert np.count_nonzero(kv.sum(axis=0)) == 1 and np.count_nonzero(kv.sum(axis=1)) == 9
+
+
+def test_an_unknown_camera_change_or_image_is_refused_by_name():
+    import numpy as np
+
+    from mobile_chemist.vision.corruptions import corrupt
+
+    with pytest.raises(ValueError, match="unknown image change 'fog'.*blur"):
+        corrupt(_textured(), "fog", 1.0)
+    with pytest.raises(ValueError, match="uint8"):
+        corrupt(np.zeros((4, 4), np.float32), "blur", 1.0)
+
+
+def test_changed_scenes_keep_their_labels_and_seed_each_image_by_its_scene():
+    import numpy as np
+
+    from mobile_chemist.vision.synthetic import Scene
+
+    changed = _load("camera_shift").changed
+    scenes = [Scene(image=_textured(), vials=["v"], seed=s) for s in (1, 2)]
+    out = changed(scenes, "noise", 10.0)
+    assert [s.vials for s in out] == [["v"], ["v"]] and [s.seed for s in out] == [1, 2]
+    assert not np.array_equal(out[0].image, out[1].image)      # each scene its own noise
+    assert np.array_equal(changed(scenes, "noise", 10.0)[0].image, out[0].image)
+    assert np.array_equal(scenes[0].image, _textured())         # the rendered frame untouched

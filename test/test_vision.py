@@ -431,6 +431,68 @@ def test_segmenter_data_renders_only_the_scenes_a_larger_plan_adds(tmp_path):
     assert len(said) == 2
 
 
+def test_a_degraded_frame_takes_one_trained_change_at_a_size_inside_its_range(monkeypatch):
+    from mobile_chemist.vision import corruptions
+
+    img = np.full((8, 8, 3), 100, np.uint8)
+    calls = []
+    real = corruptions.corrupt
+    monkeypatch.setattr(corruptions, "corrupt",
+                        lambda im, name, sev, seed=0: calls.append((name, sev)) or real(
+                            im, name, sev, seed))
+    for k in range(200):
+        corruptions.degrade(img, np.random.default_rng(k))
+    assert {name for name, _ in calls} == set(corruptions.TRAINED)
+    for name, sev in calls:
+        lo, hi = corruptions.TRAINED[name]
+        assert lo <= sev <= hi, (name, sev)
+    # Smear, a low-resolution sensor and a colour cast stay out for the bench to test.
+    assert not {"motion", "lowres", "cast"} & set(corruptions.TRAINED)
+    a = corruptions.degrade(img, np.random.default_rng(5))
+    assert np.array_equal(a, corruptions.degrade(img, np.random.default_rng(5)))
+
+
+def test_degraded_copies_crop_each_frame_again_with_the_same_labels():
+    from mobile_chemist.vision.segmenter import make_crops
+
+    plain = make_crops(range(2), jitter=0.06)
+    both = make_crops(range(2), jitter=0.06, degraded_copies=1)
+    assert len(both) == 2 * len(plain)
+    # Scene by scene: its crops as rendered (as without copies), then the degraded ones.
+    first = len(make_crops(range(1), jitter=0.06))
+    assert np.array_equal(both.crops[:first], plain.crops[:first])
+    assert np.array_equal(both.content[first:2 * first], plain.content[:first])
+    assert np.array_equal(both.vial_type[first:2 * first], plain.vial_type[:first])
+    assert not np.array_equal(both.crops[first:2 * first], plain.crops[:first])
+
+
+def test_the_degraded_stage_takes_fresh_scenes_after_every_segmenters_crops(monkeypatch, tmp_path):
+    from mobile_chemist.vision import segmenter, train
+    from mobile_chemist.vision.cli import build_parser, plan_from_args
+    from mobile_chemist.vision.synthetic import SEG_SEED_BASE
+
+    made = []
+    monkeypatch.setattr(segmenter, "make_crops", lambda seeds, **kw: made.append(
+        (kw["renderer"], list(seeds), kw["degraded_copies"])) or _tiny_crops())
+    plan = train.TrainPlan(seg_scenes=3, seg_mujoco_scenes=4, seg_ensemble_mujoco_scenes=[6])
+    data = train.degraded_crops(plan, 2, 3, tmp_path, log=lambda _: None)
+    assert made == [("2d", [SEG_SEED_BASE + 3, SEG_SEED_BASE + 4], 1),
+                    ("mujoco", [SEG_SEED_BASE + k for k in (6, 7, 8)], 1)]
+    assert len(data) == 2 * len(_tiny_crops())
+    train.degraded_crops(plan, 2, 3, tmp_path, log=lambda _: None)
+    assert len(made) == 2    # cached, apart from the plain crops of the same seeds
+    assert sorted(p.name.split("_j")[0] for p in tmp_path.glob("seg_crops*")) == [
+        "seg_crops_degraded1_3-5", "seg_crops_mujoco_degraded1_6-9"]
+    stage = plan_from_args(build_parser().parse_args(
+        ["train", "--seg-degraded-stage", "6:0.0003:500:3000"])).seg_degraded_stage
+    assert stage == [6, 0.0003, 500, 3000]
+    assert plan_from_args(build_parser().parse_args(
+        ["train", "--seg-degraded-stage", ""])).seg_degraded_stage == []
+    for bad in ("6:0.0003:500", "0:0.0003:1:1", "6:0.0003:0:0", "x:1:1:1"):
+        with pytest.raises(SystemExit):
+            build_parser().parse_args(["train", "--seg-degraded-stage", bad])
+
+
 def test_metrics_score_an_oracle_perfectly_and_a_wrong_reader_badly():
     """The benchmark's scoring on exact answers, and on answers wrong in known ways."""
     from mobile_chemist.vision.evaluation import report

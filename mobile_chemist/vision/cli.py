@@ -52,6 +52,22 @@ def _stages(text: str) -> list:
     return stages
 
 
+def _degraded_stage(text: str) -> list:
+    """'6:0.0003:500:3000' -> [6, 0.0003, 500, 3000]; '' -> [] (no such stage)."""
+    if not text.strip():
+        return []
+    try:
+        epochs, lr, n_2d, n_mujoco = text.split(":")
+        stage = [int(epochs), float(lr), int(n_2d), int(n_mujoco)]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected EPOCHS:LR:SCENES:MUJOCO_SCENES, got {text!r}") from None
+    if stage[0] < 1 or stage[1] <= 0 or min(stage[2:]) < 0 or not any(stage[2:]):
+        raise argparse.ArgumentTypeError(
+            f"a degraded stage needs epochs >= 1, a positive LR and some scenes, got {text!r}")
+    return stage
+
+
 def plan_from_args(args):
     """The committed models' TrainPlan with the options given on the command line."""
     from mobile_chemist.vision.train import TrainPlan
@@ -148,6 +164,11 @@ def build_parser(prog: str = "mobile-chemist vision") -> argparse.ArgumentParser
                    help="further segmenters, each on N MuJoCo scenes, averaged with the "
                         "first by the config (none: one segmenter)")
     t.add_argument("--seg-epochs", type=int)
+    t.add_argument("--seg-degraded-stage", type=_degraded_stage,
+                   metavar="EPOCHS:LR:SCENES:MUJOCO_SCENES",
+                   help="a last segmenter stage on fresh 2-D and MuJoCo scenes, each frame "
+                        "cropped as rendered and once after a camera change past the "
+                        "generators' range ('' for none)")
     t.add_argument("--seg-width", type=int, help="channel multiplier of the segmenter")
     t.add_argument("--seg-batch", type=int)
     t.add_argument("--seg-flip", action=argparse.BooleanOptionalAction, default=None,

@@ -368,21 +368,27 @@ class CropSet:
 
 
 def make_crops(seeds: Sequence[int], jitter: float = 0.03, seed: int = 0,
-               renderer: str = "2d", workers: int = 1, kind: str = "random") -> CropSet:
+               renderer: str = "2d", workers: int = 1, kind: str = "random",
+               degraded_copies: int = 0) -> CropSet:
     """Training crops and labels from synthetic scenes (`scenes.iter_scenes`: renderer and
-    kind), boxes jittered like a detector's."""
+    kind), boxes jittered like a detector's. With `degraded_copies` each scene's frame is
+    also cropped that many more times after a camera change past the generators' range
+    (`corruptions.degrade`: blur, noise, JPEG, gain), the labels unchanged."""
+    from mobile_chemist.vision.corruptions import degrade
     from mobile_chemist.vision.scenes import iter_scenes
 
     xs, rows, types, contents, aspects = [], [], [], [], []
     for scene in iter_scenes(seeds, renderer, workers=workers, kind=kind):
         # Box noise seeded per scene: a set is the union of its scenes' crops, however split.
         rng = np.random.default_rng([seed, scene.seed])
-        for v in scene.vials:
+        changes = np.random.default_rng([seed, scene.seed, 1])
+        images = [scene.image] + [degrade(scene.image, changes) for _ in range(degraded_copies)]
+        for image, v in ((im, v) for im in images for v in scene.vials):
             x1, y1, x2, y2 = v.box
             w, h = x2 - x1, y2 - y1
             j = rng.normal(0, jitter, 4) * np.array([w, h, w, h]) if jitter else np.zeros(4)
             box = (x1 + j[0], y1 + j[1], x2 + j[2], y2 + j[3])
-            xs.append(crop_vial(scene.image, box))
+            xs.append(crop_vial(image, box))
             rows.append(row_labels(v.segments, box))
             types.append(DETECTOR_CLASSES.index(VialType(v.vial_type)))
             contents.append(v.content)

@@ -86,6 +86,12 @@ class TrainPlan:
     # Then [epochs, max lr] stages from the previous stage's weights, on the same crops
     # (a 6-epoch stage at 1e-3 was tried: validation phase accuracy fell on MuJoCo scenes).
     seg_finetune: list = field(default_factory=list)
+    # Then, for each segmenter, [epochs, max lr, 2-D scenes, MuJoCo scenes]: a last stage on
+    # fresh scenes (the seeds after every segmenter's crops), each frame cropped as rendered
+    # and once more after a camera change past the generators' range (corruptions.degrade:
+    # blur, noise, JPEG, gain), so that a defocused, noisy or compressed frame reads closer to
+    # a clean one (bench/camera_shift.py; models/HISTORY.md). Empty: no such stage.
+    seg_degraded_stage: list = field(default_factory=list)
     seg_jitter: float = 0.06         # box noise (fraction of width/height, 1 sigma) of crops
     seg_width: int = 1               # channel multiplier of the segmenter network
     seg_batch: int = 64              # crops per step (the max lr stays 3e-3)
@@ -292,14 +298,15 @@ def train_detector_stage(plan: TrainPlan, start: Path, stage: int, epochs: int, 
 
 
 def _cached_crops(plan: TrainPlan, renderer: str, n: int, work: Path, log=print,
-                  kind: str = "random"):
-    """Crops of scenes SEG_SEED_BASE + [0, n): cached scene ranges from the start, then the
-    rest rendered (and cached), so a larger plan renders only the scenes it adds."""
+                  kind: str = "random", first: int = 0, degraded_copies: int = 0):
+    """Crops of scenes SEG_SEED_BASE + [first, n): cached scene ranges from `first`, then
+    the rest rendered (and cached), so a larger plan renders only the scenes it adds."""
     from mobile_chemist.vision.segmenter import CropSet, make_crops
 
-    tag = ("" if renderer == "2d" else "_mujoco") + ("" if kind == "random" else f"_{kind}")
+    tag = (("" if renderer == "2d" else "_mujoco") + ("" if kind == "random" else f"_{kind}")
+           + (f"_degraded{degraded_copies}" if degraded_copies else ""))
     suffix = f"_j{plan.seg_jitter:g}_s{plan.seg_seed}_v{GENERATOR_VERSION}.npz"
-    parts, start = [], 0
+    parts, start = [], first
     while start < n:
         prefix = f"seg_crops{tag}_{start}-"
         ends = [p.name[len(prefix):-len(suffix)] for p in work.glob(f"{prefix}*{suffix}")]
@@ -312,7 +319,8 @@ def _cached_crops(plan: TrainPlan, renderer: str, n: int, work: Path, log=print,
             log(f"[segmenter] rendering {what} scenes {start}..{end - 1} for crops")
             crops = make_crops(range(SEG_SEED_BASE + start, SEG_SEED_BASE + end),
                                jitter=plan.seg_jitter, seed=plan.seg_seed, renderer=renderer,
-                               workers=plan.workers, kind=kind)
+                               workers=plan.workers, kind=kind,
+                               degraded_copies=degraded_copies)
             work.mkdir(parents=True, exist_ok=True)
             crops.save(work / f"{prefix}{end}{suffix}")
             parts.append(crops)
@@ -349,7 +357,29 @@ def train_phase_segmenter(plan: TrainPlan, work: Path = WORK, log=print,
     for k, (epochs, lr) in enumerate(plan.seg_finetune, start=2):
         out = train_segmenter(data, work / "train" / f"{name}_stage{k}.pt",
                               epochs=int(epochs), lr=float(lr), start=out, **common)
+    if plan.seg_degraded_stage:
+        epochs, lr, n_2d, n_mujoco = plan.seg_degraded_stage
+        data = degraded_crops(plan, int(n_2d), int(n_mujoco), work, log)
+        log(f"[segmenter] degraded stage: {len(data)} crops")
+        out = train_segmenter(data, work / "train" / f"{name}_degraded.pt", epochs=int(epochs),
+                              lr=float(lr), start=out, **common)
     return out
+
+
+def degraded_crops(plan: TrainPlan, n_2d: int, n_mujoco: int, work: Path = WORK, log=print):
+    """Crops for `seg_degraded_stage`: `n_2d` 2-D and `n_mujoco` MuJoCo scenes after the
+    seeds of every segmenter's crops, each frame as rendered and once degraded."""
+    parts = []
+    for renderer, before, n in (
+            ("2d", plan.seg_scenes, n_2d),
+            ("mujoco", max([plan.seg_mujoco_scenes, *plan.seg_ensemble_mujoco_scenes]), n_mujoco)):
+        if n:
+            parts += _cached_crops(plan, renderer, before + n, work, log, first=before,
+                                   degraded_copies=1)
+    data = parts[0]
+    for more in parts[1:]:
+        data = data + more
+    return data
 
 
 def train_phase_segmenters(plan: TrainPlan, work: Path = WORK, log=print) -> dict[str, Path]:
