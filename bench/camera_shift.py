@@ -10,7 +10,8 @@ scenes of both generators as rendered and then with each change of
 generators' camera effects: blur, smear, sensor noise, hard JPEG, low or high gain, a
 lower-resolution sensor, a warm white balance. (A plan's `seg_degraded_stage` trains the
 segmenter on the first kinds, `corruptions.TRAINED`; smear, the sensor and the white
-balance stay out of every training set.) For each: vials found and false boxes at the deployed threshold,
+balance stay out of every training set.) For each: the frames the config's `frame_limits` flag
+as unlike the training frames (`VisionPipeline.frame_problems`), vials found and false boxes at the deployed threshold,
 any-vial AP50, phase (content class) accuracy and fill-level p95 with the change against
 the frames as rendered and its 95 % interval from resampling the scenes together. A
 diagnosis of how far the synthetic models carry toward a real camera, not a model choice.
@@ -57,18 +58,21 @@ def main() -> int:
         n = len(scenes)
         print(f"== {renderer}: {n} scenes, {sum(len(s.vials) for s in scenes)} vials "
               f"(seeds {scenes[0].seed}..{scenes[-1].seed}), threshold {conf}")
-        print(f"  {'change':<14} {'found':>6} {'false':>6} {'AP50':>6}  {'phase':>6} "
+        print(f"  {'change':<14} {'flagged':>7} {'found':>6} {'false':>6} {'AP50':>6}  {'phase':>6} "
               f"{'(vs rendered, 95 % interval)':<30} {'fill p95':>8} (vs rendered)")
         clean = tally(pipe, scenes, conf)
-        for label, t in [("as rendered", clean)] + [
-                (f"{name} {sev:g}", tally(pipe, changed(scenes, name, sev), conf))
-                for name in args.changes for sev in CORRUPTIONS[name]]:
+        rows = [("as rendered", None, 0.0)] + [(f"{name} {sev:g}", name, sev)
+                                               for name in args.changes for sev in CORRUPTIONS[name]]
+        for label, name, sev in rows:
+            frames = scenes if name is None else changed(scenes, name, sev)
+            t = clean if name is None else tally(pipe, frames, conf)
+            flagged = sum(bool(pipe.frame_problems(sc.image)) for sc in frames)
             ok = [a == b for a, b in t.content]
             ok0 = [a == b for a, b in clean.content]
             ap = summarise(t, False)["detection"]["any_vial"]["ap50"]
-            line = (f"  {label:<14} {t.any_tp:>6} {t.any_fp:>6} {ap:>6.3f}  "
+            line = (f"  {label:<14} {flagged:>7} {t.any_tp:>6} {t.any_fp:>6} {ap:>6.3f}  "
                     f"{np.mean(ok):>6.3f} ")
-            if t is clean:
+            if name is None:
                 line += f"{'':<30} {p95(t.fill_err):>8.3f}"
             else:
                 lo, hi = paired_scene_bootstrap(ok0, clean.scene_of, ok, t.scene_of, n, np.mean)

@@ -65,6 +65,9 @@ class Look:
     message: str = ""
     vials: list[SeenVial] = field(default_factory=list)
     image_width: int = 0
+    # What the vision node said makes the image unlike its models' training frames
+    # (config/vision.yaml frame_limits); the image is still read, the record says so.
+    caution: str = ""
 
 
 def violations(seen: SeenVial, expect: Expectation) -> list[str]:
@@ -159,6 +162,7 @@ class Inspection:
         self.looks = 0
         self.failed_looks: list[str] = []
         self.counts: list[int] = []         # vials found per image
+        self.cautions: list[str] = []       # Look.caution of each image that had one
 
     def add(self, look: Look) -> None:
         self.looks += 1
@@ -166,6 +170,8 @@ class Inspection:
             self.failed_looks.append(look.message)
             return
         self.counts.append(len(look.vials))
+        if look.caution:
+            self.cautions.append(look.caution)
         matched = assign_slots(look.vials, self.n_slots, look.image_width)
         for slot, verdict in self.verdicts.items():
             seen = matched.get(slot)
@@ -227,6 +233,8 @@ class Inspection:
                 f"{self.n_slots}), {failed} failed")
         if unseen:
             text += f", {unseen} not seen"
+        if self.cautions:
+            text += f"; {len(self.cautions)} image(s) with a caution: {self.cautions[-1]}"
         if self.failed_looks:
             text += f"; {len(self.failed_looks)} look(s) failed: {self.failed_looks[-1]}"
         return text

@@ -201,3 +201,61 @@ def test_changed_scenes_keep_their_labels_and_seed_each_image_by_its_scene():
     assert not np.array_equal(out[0].image, out[1].image)      # each scene its own noise
     assert np.array_equal(changed(scenes, "noise", 10.0)[0].image, out[0].image)
     assert np.array_equal(scenes[0].image, _textured())         # the rendered frame untouched
+
+
+def test_frame_figures_follow_blur_noise_and_exposure():
+    import cv2
+    import numpy as np
+
+    from mobile_chemist.vision.frame_quality import measure
+
+    img = _textured(120, 160)
+    blurs = [measure(img).blur] + [measure(cv2.GaussianBlur(img, (0, 0), s)).blur
+                                   for s in (1.0, 2.5, 4.0)]
+    assert blurs == sorted(blurs) and blurs[-1] > blurs[0] + 0.2, blurs
+    # Noise of a known sigma on a smooth frame is read back; the edges of a textured one
+    # are not taken for noise.
+    yy, xx = np.mgrid[0:240, 0:320]
+    smooth = np.repeat((60 + xx * 0.4 + yy * 0.2)[..., None], 3, axis=2)
+    rng = np.random.default_rng(0)
+    for sigma in (4.0, 10.0):
+        noisy = np.clip(smooth + rng.normal(0, sigma, smooth.shape[:2])[..., None], 0, 255)
+        assert measure(noisy.astype(np.uint8)).noise == pytest.approx(sigma, rel=0.2)
+    assert measure(smooth.astype(np.uint8)).noise < 0.5
+    squares = (((yy // 24) + (xx // 24)) % 2 * 120 + 60).astype(np.uint8)
+    assert measure(np.repeat(squares[..., None], 3, axis=2)).noise < 0.5
+    white = np.full((40, 40, 3), 255, np.uint8)
+    white[:10] = 100
+    q = measure(white)
+    assert q.clipped == pytest.approx(0.75) and q.mean_level == pytest.approx(216.25)
+
+
+def test_frame_limits_name_each_figure_past_them_and_refuse_unknown_keys():
+    from mobile_chemist.vision.frame_quality import FrameLimits, FrameQuality
+
+    limits = FrameLimits.from_config({"max_blur": 0.9, "max_noise": 4, "min_mean_level": 25,
+                                      "max_mean_level": 239, "max_clipped": 0.5})
+    fine = FrameQuality(blur=0.5, noise=1.0, mean_level=100.0, clipped=0.0)
+    assert limits.problems(fine) == []
+    bad = FrameQuality(blur=0.95, noise=9.0, mean_level=10.0, clipped=0.6)
+    said = limits.problems(bad)
+    assert [p.split(" ")[0] for p in said] == ["blurred", "noisy", "dark", "overexposed"]
+    assert "noise sigma 9.0 > 4" in said[1]
+    assert limits.problems(FrameQuality(0.5, 1.0, 250.0, 0.0)) == ["bright (mean level 250 > 239)"]
+    assert FrameLimits.from_config(None).problems(bad) == []     # no limits: nothing said
+    with pytest.raises(ValueError, match="unknown frame_limits keys \\['max_nois'\\]"):
+        FrameLimits.from_config({"max_nois": 4})
+
+
+def test_the_committed_limits_pass_rendered_frames_and_flag_a_noisy_one():
+    from mobile_chemist.vision.corruptions import corrupt
+    from mobile_chemist.vision.frame_quality import FrameLimits, measure
+    from mobile_chemist.vision.pipeline import load_config
+    from mobile_chemist.vision.synthetic import render_scene
+
+    limits = FrameLimits.from_config(load_config()["frame_limits"])
+    for seed in (5_003_600, 5_003_601, 5_003_602):   # frames the limits were set on
+        image = render_scene(seed).image
+        assert limits.problems(measure(image)) == []
+        said = limits.problems(measure(corrupt(image, "noise", 18.0, seed)))
+        assert said and said[0].startswith("noisy")

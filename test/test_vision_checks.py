@@ -118,7 +118,15 @@ def test_inspection_looks_again_before_it_fails_a_vial():
     assert not quick.done() and not quick.any_image()
     quick.add(_look({s: True for s in range(16)}))
     assert quick.done() and all(o.success for o in quick.outcomes().values())
-    assert "1 look(s) failed" in quick.summary()
+    assert "1 look(s) failed" in quick.summary() and "caution" not in quick.summary()
+    # An image the node cautioned about is still read; the summary (the step's record) says so.
+    noisy = Inspection(expect, slots, 16)
+    look = _look({s: True for s in range(16)})
+    look.caution = "frame unlike the models' training frames: noisy (noise sigma 9.0 > 4)"
+    noisy.add(look)
+    assert noisy.done() and all(o.success for o in noisy.outcomes().values())
+    assert noisy.summary().endswith("; 1 image(s) with a caution: frame unlike the models' "
+                                    "training frames: noisy (noise sigma 9.0 > 4)")
     phases = Inspection(Expectation(absent_phases=frozenset({Phase.SOLID})), {0: "v0"}, 1,
                         looks=1, confirm=1)
     phases.add(Look(True, "", [SeenVial((0, 0, 10, 10), phases=(Phase.HOMOGENEOUS, Phase.SOLID))],

@@ -248,7 +248,8 @@ def test_look_asks_the_camera_again_and_gives_up_after_its_timeout():
 
     def inspect(_req, resp):
         resp.success = len(captures) >= fresh_after["captures"]
-        resp.message = "ok" if resp.success else "no image newer than 0.5 s"
+        resp.message = ("1 vials; frame unlike the models' training frames: dark"
+                        if resp.success else "no image newer than 0.5 s")
         if resp.success:
             resp.detections.detections = [VialDetection(x_min=10.0, x_max=40.0, y_min=5.0,
                                                         y_max=90.0, cap_present=True)]
@@ -280,7 +281,30 @@ def test_look_asks_the_camera_again_and_gives_up_after_its_timeout():
         fresh_after["captures"] = len(captures) + 2
         look = client.look("r2", "capper")
         assert look.success and len(look.vials) == 1 and look.vials[0].cap_present
+        assert look.caution == "frame unlike the models' training frames: dark"
         assert len(captures) == fresh_after["captures"]
     finally:
         ex.shutdown()
         ctx.shutdown()
+
+
+def test_inspection_says_when_a_frame_is_unlike_the_training_frames(vision_graph):
+    from mobile_chemist.vision.corruptions import corrupt
+
+    client, proc, lines = vision_graph
+    image = render_scene(5_003_600).image     # inside config/vision.yaml's frame_limits
+    said = []
+
+    def answer_to(msg):
+        client.pub.publish(msg)
+        resp = client.inspect()
+        said.append(resp.message)
+        return resp
+
+    assert client.wait(lambda: answer_to(_img(image)).message.endswith("vials"), 20), said
+    # The noisy frame is still read, and the answer says what is wrong with it.
+    noisy = _img(corrupt(image, "noise", 18.0, seed=0))
+    assert client.wait(lambda: (r := answer_to(noisy)).success and "noisy" in r.message, 20), said
+    assert "frame unlike the models' training frames: noisy (noise sigma" in said[-1]
+    assert client.wait(lambda: any("frame unlike" in line for line in lines), 10)
+    assert proc.poll() is None

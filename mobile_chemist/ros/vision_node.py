@@ -161,8 +161,9 @@ class VisionNode(Node):
         with self._data_lock:
             self._latest = (msg, time.monotonic())
 
-    def _run(self, msg: Image) -> VialDetections:
-        """Pipeline on one image message; raises ImageError for a bad one."""
+    def _run(self, msg: Image) -> tuple[VialDetections, str]:
+        """Pipeline on one image message, and what makes the frame unlike the models'
+        training frames ("" if nothing; logged); raises ImageError for a bad one."""
         img = image_to_array(msg)
         with self._run_lock:
             dets, ms = self.pipeline.timed(img)
@@ -170,7 +171,12 @@ class VisionNode(Node):
             self.pub.publish(out)
             if self.publish_annotated:
                 self.pub_img.publish(array_to_image(annotate(img, dets), msg.header))
-        return out
+            problems = self.pipeline.frame_problems(img)
+        caution = ""
+        if problems:
+            caution = f"frame unlike the models' training frames: {', '.join(problems)}"
+            self.get_logger().warning(caution, throttle_duration_sec=10.0)
+        return out, caution
 
     def _tick(self) -> None:
         with self._data_lock:
@@ -208,9 +214,10 @@ class VisionNode(Node):
                                 f"(max_age_s {request.max_age_s:g})")
         else:
             try:
-                response.detections = self._run(latest[0])
+                response.detections, caution = self._run(latest[0])
                 response.success = True
-                response.message = f"{len(response.detections.detections)} vials"
+                response.message = f"{len(response.detections.detections)} vials" + (
+                    f"; {caution}" if caution else "")
             except ImageError as exc:
                 response.message = f"bad image: {exc}"
             except Exception as exc:  # noqa: BLE001

@@ -24,6 +24,8 @@ from mobile_chemist.vision.classes import (
     Phase,
     VialType,
 )
+from mobile_chemist.vision.frame_quality import FrameLimits
+from mobile_chemist.vision.frame_quality import measure as measure_frame
 
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_CONFIG = REPO / "config" / "vision.yaml"
@@ -287,7 +289,13 @@ class VisionPipeline:
                 raise ValueError(f"unknown backend kind {kind!r}")
             self.backends[name] = BACKENDS[kind](self.config["backends"][name], base)
         self.decide = decide
+        self.frame_limits = FrameLimits.from_config(self.config.get("frame_limits"))
         self._lock = threading.Lock()
+
+    def frame_problems(self, image: Any) -> list[str]:
+        """What puts `image` past the config's `frame_limits` (outside the rendered frames
+        the models learned on), one phrase each; empty when nothing does."""
+        return self.frame_limits.problems(measure_frame(validate_image(image)))
 
     def __call__(self, image: Any) -> list[Detection]:
         img = validate_image(image)
