@@ -493,6 +493,24 @@ def test_the_degraded_stage_takes_fresh_scenes_after_every_segmenters_crops(monk
             build_parser().parse_args(["train", "--seg-degraded-stage", bad])
 
 
+def test_a_plans_degraded_stage_fine_tunes_each_segmenter_last(monkeypatch, tmp_path):
+    from mobile_chemist.vision import segmenter, train
+
+    made, trained = [], []
+    monkeypatch.setattr(segmenter, "make_crops", lambda seeds, **kw: made.append(
+        kw["degraded_copies"]) or _tiny_crops())
+    monkeypatch.setattr(segmenter, "train_segmenter", lambda data, out, **kw: trained.append(
+        (out.name, len(data), kw.get("epochs"), kw.get("lr"), kw.get("start"))) or out)
+    plan = train.TrainPlan(seg_scenes=1, seg_mujoco_scenes=0, seg_ensemble_mujoco_scenes=[],
+                           seg_epochs=2, seg_degraded_stage=[3, 0.0003, 1, 0])
+    out = train.train_phase_segmenter(plan, tmp_path, log=lambda _: None)
+    first = tmp_path / "train" / "phase_segmenter.pt"
+    assert made == [0, 1]           # the plan's crops, then the stage's degraded ones
+    assert trained == [("phase_segmenter.pt", 2, 2, None, None),
+                       ("phase_segmenter_degraded.pt", 2, 3, 0.0003, first)]
+    assert out == tmp_path / "train" / "phase_segmenter_degraded.pt"
+
+
 def test_metrics_score_an_oracle_perfectly_and_a_wrong_reader_badly():
     """The benchmark's scoring on exact answers, and on answers wrong in known ways."""
     from mobile_chemist.vision.evaluation import report

@@ -335,10 +335,7 @@ def segmenter_data(plan: TrainPlan, work: Path = WORK, log=print):
                               ("mujoco", "random", plan.seg_mujoco_scenes),
                               ("mujoco", "rack", plan.seg_mujoco_rack_scenes)):
         parts += _cached_crops(plan, renderer, n, work, log, kind)
-    data = parts[0]
-    for more in parts[1:]:
-        data = data + more
-    return data
+    return _joined(parts)
 
 
 def train_phase_segmenter(plan: TrainPlan, work: Path = WORK, log=print,
@@ -376,6 +373,11 @@ def degraded_crops(plan: TrainPlan, n_2d: int, n_mujoco: int, work: Path = WORK,
         if n:
             parts += _cached_crops(plan, renderer, before + n, work, log, first=before,
                                    degraded_copies=1)
+    return _joined(parts)
+
+
+def _joined(parts: list):
+    """One CropSet of several, in order."""
     data = parts[0]
     for more in parts[1:]:
         data = data + more
