@@ -209,10 +209,15 @@ def test_frame_figures_follow_blur_noise_and_exposure():
 
     from mobile_chemist.vision.frame_quality import measure
 
+    # Stripes 24 px wide: a sharp edge rises in a pixel or two, a blurred one over several
+    # sigma (the Gaussian's tails), whatever the stripes' contrast.
+    stripes = np.repeat(np.repeat(np.where((np.arange(240) // 24) % 2, 200, 50)[None, :], 120,
+                                  axis=0)[..., None], 3, axis=2).astype(np.uint8)
+    widths = [measure(stripes).edge_width] + [
+        measure(cv2.GaussianBlur(stripes, (0, 0), s)).edge_width for s in (1.0, 2.5)]
+    assert 1 <= widths[0] <= 2 < widths[1] < widths[2], widths
     img = _textured(120, 160)
-    blurs = [measure(img).blur] + [measure(cv2.GaussianBlur(img, (0, 0), s)).blur
-                                   for s in (1.0, 2.5, 4.0)]
-    assert blurs == sorted(blurs) and blurs[-1] > blurs[0] + 0.2, blurs
+    sharp = measure(img)
     # Noise of a known sigma on a smooth frame is read back; the edges of a textured one
     # are not taken for noise.
     yy, xx = np.mgrid[0:240, 0:320]
@@ -233,15 +238,15 @@ def test_frame_figures_follow_blur_noise_and_exposure():
 def test_frame_limits_name_each_figure_past_them_and_refuse_unknown_keys():
     from mobile_chemist.vision.frame_quality import FrameLimits, FrameQuality
 
-    limits = FrameLimits.from_config({"max_blur": 0.9, "max_noise": 4, "min_mean_level": 25,
+    limits = FrameLimits.from_config({"max_edge_width": 9, "max_noise": 4, "min_mean_level": 25,
                                       "max_mean_level": 239, "max_clipped": 0.5})
-    fine = FrameQuality(blur=0.5, noise=1.0, mean_level=100.0, clipped=0.0)
+    fine = FrameQuality(edge_width=3.0, noise=1.0, mean_level=100.0, clipped=0.0)
     assert limits.problems(fine) == []
-    bad = FrameQuality(blur=0.95, noise=9.0, mean_level=10.0, clipped=0.6)
+    bad = FrameQuality(edge_width=12.0, noise=9.0, mean_level=10.0, clipped=0.6)
     said = limits.problems(bad)
     assert [p.split(" ")[0] for p in said] == ["blurred", "noisy", "dark", "overexposed"]
-    assert "noise sigma 9.0 > 4" in said[1]
-    assert limits.problems(FrameQuality(0.5, 1.0, 250.0, 0.0)) == ["bright (mean level 250 > 239)"]
+    assert "noise sigma 9.0 > 4" in said[1] and said[0] == "blurred (edge width 12 px > 9)"
+    assert limits.problems(FrameQuality(3.0, 1.0, 250.0, 0.0)) == ["bright (mean level 250 > 239)"]
     assert FrameLimits.from_config(None).problems(bad) == []     # no limits: nothing said
     with pytest.raises(ValueError, match="unknown frame_limits keys \\['max_nois'\\]"):
         FrameLimits.from_config({"max_nois": 4})
