@@ -475,7 +475,10 @@ def test_the_degraded_stage_takes_fresh_scenes_after_every_segmenters_crops(monk
     monkeypatch.setattr(segmenter, "make_crops", lambda seeds, **kw: made.append(
         (kw["renderer"], list(seeds), kw["degraded_copies"])) or _tiny_crops())
     plan = train.TrainPlan(seg_scenes=3, seg_mujoco_scenes=4, seg_ensemble_mujoco_scenes=[6])
-    data = train.degraded_crops(plan, 2, 3, tmp_path, log=lambda _: None)
+    said = []
+    data = train.degraded_crops(plan, 2, 3, tmp_path, log=said.append)
+    assert said == ["[segmenter] rendering 2d (and degraded) scenes 3..4 for crops",
+                    "[segmenter] rendering mujoco (and degraded) scenes 6..8 for crops"]
     assert made == [("2d", [SEG_SEED_BASE + 3, SEG_SEED_BASE + 4], 1),
                     ("mujoco", [SEG_SEED_BASE + k for k in (6, 7, 8)], 1)]
     assert len(data) == 2 * len(_tiny_crops())

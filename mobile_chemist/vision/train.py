@@ -315,7 +315,8 @@ def _cached_crops(plan: TrainPlan, renderer: str, n: int, work: Path, log=print,
             parts.append(CropSet.load(work / f"{prefix}{end}{suffix}"))
         else:
             end = n
-            what = renderer if kind == "random" else f"{renderer} {kind}"
+            what = ((renderer if kind == "random" else f"{renderer} {kind}")
+                    + (" (and degraded)" if degraded_copies else ""))
             log(f"[segmenter] rendering {what} scenes {start}..{end - 1} for crops")
             crops = make_crops(range(SEG_SEED_BASE + start, SEG_SEED_BASE + end),
                                jitter=plan.seg_jitter, seed=plan.seg_seed, renderer=renderer,
