@@ -248,8 +248,8 @@ def test_look_asks_the_camera_again_and_gives_up_after_its_timeout():
 
     def inspect(_req, resp):
         resp.success = len(captures) >= fresh_after["captures"]
-        resp.message = ("1 vials; frame unlike the models' training frames: dark"
-                        if resp.success else "no image newer than 0.5 s")
+        resp.message = "1 vials" if resp.success else "no image newer than 0.5 s"
+        resp.caution = "frame unlike the models' training frames: dark" if resp.success else ""
         if resp.success:
             resp.detections.detections = [VialDetection(x_min=10.0, x_max=40.0, y_min=5.0,
                                                         y_max=90.0, cap_present=True)]
@@ -298,13 +298,14 @@ def test_inspection_says_when_a_frame_is_unlike_the_training_frames(vision_graph
     def answer_to(msg):
         client.pub.publish(msg)
         resp = client.inspect()
-        said.append(resp.message)
+        said.append((resp.success, resp.message, resp.caution))
         return resp
 
-    assert client.wait(lambda: answer_to(_img(image)).message.endswith("vials"), 20), said
+    assert client.wait(lambda: (r := answer_to(_img(image))).success and not r.caution, 20), said
     # The noisy frame is still read, and the answer says what is wrong with it.
     noisy = _img(corrupt(image, "noise", 18.0, seed=0))
-    assert client.wait(lambda: (r := answer_to(noisy)).success and "noisy" in r.message, 20), said
-    assert "frame unlike the models' training frames: noisy (noise sigma" in said[-1]
+    assert client.wait(lambda: (r := answer_to(noisy)).success and "noisy" in r.caution, 20), said
+    assert said[-1][2].startswith("frame unlike the models' training frames: noisy (noise sigma")
+    assert said[-1][1].endswith("vials")
     assert client.wait(lambda: any("frame unlike" in line for line in lines), 10)
     assert proc.poll() is None

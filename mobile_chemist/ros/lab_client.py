@@ -147,9 +147,8 @@ class LabClient:
                                   phases=tuple(Phase(p.phase_class) for p in d.phases),
                                   fill_level=d.fill_level)
                          for d in answer.detections.detections]
-                # "N vials" or "N vials; <caution>" (vision_node._inspect).
                 return Look(True, answer.message, vials, image_width=self.image_width or 640,
-                            caution=answer.message.partition("; ")[2])
+                            caution=answer.caution)
             message = answer.message if answer is not None else "no answer from /vision/inspect"
             time.sleep(0.1)
         return Look(False, f"vision: no fresh reading after {self.look_timeout_s:g} s: {message}")

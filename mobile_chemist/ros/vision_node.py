@@ -214,10 +214,9 @@ class VisionNode(Node):
                                 f"(max_age_s {request.max_age_s:g})")
         else:
             try:
-                response.detections, caution = self._run(latest[0])
+                response.detections, response.caution = self._run(latest[0])
                 response.success = True
-                response.message = f"{len(response.detections.detections)} vials" + (
-                    f"; {caution}" if caution else "")
+                response.message = f"{len(response.detections.detections)} vials"
             except ImageError as exc:
                 response.message = f"bad image: {exc}"
             except Exception as exc:  # noqa: BLE001
